@@ -1,0 +1,36 @@
+"""Train a sigmoid/BCE network: the main job.
+
+    python experiments/train.py                                     # the defaults in conf/
+    python experiments/train.py model.hidden=[32,32] optimizer=adam
+    python experiments/train.py -m optimizer.lr=0.01,0.1,1.0 seed=0,1   # a sweep: six runs
+"""
+
+import sys
+
+import logging
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+import deltaprop.config  # noqa: F401  (registers the structured config schema)
+from deltaprop.trainer import train
+
+logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)  # "no TPU found" noise
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def main(cfg: DictConfig) -> float:
+    try:
+        metrics = train(cfg)
+    except ValueError as error:  # ConfigError, DataError: bad input, found before any work
+        print(f"error: {error}", file=sys.stderr)
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise  # let Hydra mark this job failed and go on with the others
+        sys.exit(2)
+    return metrics[cfg.objective]
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,30 @@
+"""deltaprop: backpropagation for sigmoid/BCE networks, by hand in JAX, proven equal to autodiff."""
+
+from deltaprop.backprop import (
+    BackpropTrace,
+    backprop,
+    loss_fn_manual,
+    manual_grad,
+    manual_value_and_grad,
+)
+from deltaprop.gradcheck import GradcheckReport, gradcheck, relative_error
+from deltaprop.losses import binary_cross_entropy_with_logits, loss_fn
+from deltaprop.network import forward, init_params, layer_sizes, predict_proba
+
+__all__ = [
+    "BackpropTrace",
+    "GradcheckReport",
+    "backprop",
+    "binary_cross_entropy_with_logits",
+    "forward",
+    "gradcheck",
+    "init_params",
+    "layer_sizes",
+    "loss_fn",
+    "loss_fn_manual",
+    "manual_grad",
+    "manual_value_and_grad",
+    "predict_proba",
+    "relative_error",
+]
+__version__ = "0.1.0"

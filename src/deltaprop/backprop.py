@@ -1,0 +1,138 @@
+"""Backpropagation by hand: the δ recursion for sigmoid layers with binary cross-entropy.
+
+With L = mean over N·n_L elements of l(z_L, y) (losses.py), define δ_l = ∂L/∂z_l. Then
+
+    δ_L = (a_L − y) / (N·n_L)                 σ' cancels against BCE: dl/dz = σ(z) − y
+    δ_l = (δ_{l+1} W_{l+1}ᵀ) ⊙ a_l(1 − a_l)    σ'(z_l) = a_l(1 − a_l), read off the saved a_l
+    ∂L/∂W_l = a_{l−1}ᵀ δ_l                     (N-sums: the 1/N of the mean lives in δ_L)
+    ∂L/∂b_l = Σ_batch δ_l
+
+The textbook's per-example δ is N·n_L times this one, so ∂L/∂W_l = a_{l−1}ᵀ δ_l / N there.
+No jax.grad, vjp, jvp or linearize is used in this module; `loss_fn_manual` wires the pass into
+`jax.custom_vjp` so optax and `jax.grad` can train on it.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+from jax.typing import ArrayLike, DTypeLike
+
+from deltaprop.losses import binary_cross_entropy_with_logits
+from deltaprop.network import Params, check_batch, linear
+
+
+class BackpropTrace(NamedTuple):
+    """Every quantity of one forward and backward pass, for diagnostics and teaching.
+
+    Lists run over layers l = 2..L (index 0 is layer 2), except `activations`, which starts at
+    a_1 = x (index 0 is layer 1).
+    """
+
+    loss: jax.Array  # scalar mean BCE
+    pre_activations: list[jax.Array]  # z_l, (N, n_l); z_L are the logits
+    activations: list[jax.Array]  # a_l = σ(z_l), (N, n_l); a_1 = x
+    deltas: list[jax.Array]  # δ_l = ∂L/∂z_l, (N, n_l)
+    grads: Params  # [{"W": ∂L/∂W_l, "b": ∂L/∂b_l}]
+
+
+def _matmul(a: jax.Array, b: jax.Array, matmul_dtype: Optional[DTypeLike]) -> jax.Array:
+    if matmul_dtype is None:
+        return a @ b
+    return jnp.matmul(
+        a.astype(matmul_dtype), b.astype(matmul_dtype), preferred_element_type=a.dtype
+    )
+
+
+def backprop(
+    params: Params, x: ArrayLike, y: ArrayLike, matmul_dtype: Optional[DTypeLike] = None
+) -> BackpropTrace:
+    """One forward pass that saves z_l and a_l, then the δ recursion from layer L down to 2.
+
+    Args:
+      params: [{"W": (n_{l-1}, n_l), "b": (n_l,)}] for l = 2..L.
+      x: (N, n_1) inputs.
+      y: (N, n_L) targets in {0, 1}.
+      matmul_dtype: optional lower precision (bf16) for the matrix products only.
+
+    Returns:
+      A BackpropTrace; `.grads` has exactly the structure of `params`.
+    """
+    check_batch(params, x, y)
+    dtype = params[0]["W"].dtype
+    x = jnp.asarray(x, dtype)
+    y = jnp.asarray(y, dtype)
+
+    # Forward: z_l = a_{l-1} W_l + b_l, a_l = σ(z_l), keeping both for the backward pass.
+    activations, pre_activations = [x], []
+    for layer in params:
+        z = linear(activations[-1], layer, matmul_dtype)
+        pre_activations.append(z)
+        activations.append(jax.nn.sigmoid(z))
+    logits = pre_activations[-1]
+    loss = jnp.mean(binary_cross_entropy_with_logits(logits, y))
+
+    # δ_L = (a_L − y) / (N·n_L): the derivative of the mean BCE with respect to the logits.
+    delta = (activations[-1] - y) / logits.size
+    deltas = [delta]
+    for i in range(len(params) - 1, 0, -1):  # params[i] is layer l+1; we compute δ_l, l = i+1
+        a = activations[i]  # a_l
+        # δ_l = (δ_{l+1} W_{l+1}ᵀ) ⊙ a_l(1 − a_l)
+        delta = _matmul(delta, params[i]["W"].T, matmul_dtype) * (a * (1 - a))
+        deltas.insert(0, delta)
+
+    grads = [
+        {
+            "W": _matmul(a_prev.T, delta, matmul_dtype),  # ∂L/∂W_l = a_{l−1}ᵀ δ_l
+            "b": jnp.sum(delta, axis=0),  # ∂L/∂b_l = Σ_batch δ_l
+        }
+        for a_prev, delta in zip(activations[:-1], deltas)
+    ]
+    return BackpropTrace(loss, pre_activations, activations, deltas, grads)
+
+
+def manual_value_and_grad(
+    params: Params, x: ArrayLike, y: ArrayLike, matmul_dtype: Optional[DTypeLike] = None
+) -> tuple[jax.Array, Params]:
+    """(loss, gradients) from one hand-written forward and backward pass."""
+    trace = backprop(params, x, y, matmul_dtype)
+    return trace.loss, trace.grads
+
+
+def manual_grad(
+    params: Params, x: ArrayLike, y: ArrayLike, matmul_dtype: Optional[DTypeLike] = None
+) -> Params:
+    """∂L/∂params by the δ recursion; same structure as `params`. Jit-compatible.
+
+    Args:
+      params: from `init_params`.
+      x: (N, n_1).
+      y: (N, n_L) targets in {0, 1}.
+    """
+    return backprop(params, x, y, matmul_dtype).grads
+
+
+@jax.custom_vjp
+def loss_fn_manual(params: Params, x: ArrayLike, y: ArrayLike) -> jax.Array:
+    """`loss_fn` whose backward pass is `manual_grad`: jax.grad and optax run on our δ's."""
+    return backprop(params, x, y).loss
+
+
+def _loss_fn_manual_forward(params, x, y):
+    trace = backprop(params, x, y)
+    # Cotangents of the other inputs, also by hand: ∂L/∂x = δ_2 W_2ᵀ, ∂L/∂y = −z_L / (N·n_L).
+    input_grad = (trace.deltas[0] @ params[0]["W"].T).astype(jnp.result_type(x))
+    logits = trace.pre_activations[-1]
+    label_grad = (-logits / logits.size).astype(jnp.result_type(y))
+    return trace.loss, (trace.grads, input_grad, label_grad)
+
+
+def _loss_fn_manual_backward(residuals, loss_cotangent):
+    grads, input_grad, label_grad = residuals
+    scale = lambda g: loss_cotangent * g  # noqa: E731  (chain rule through the scalar loss)
+    return jax.tree.map(scale, grads), scale(input_grad), scale(label_grad)
+
+
+loss_fn_manual.defvjp(_loss_fn_manual_forward, _loss_fn_manual_backward)

@@ -1,0 +1,179 @@
+"""Structured configs: the schema every Hydra config in `conf/` is checked against.
+
+Hydra checks types and unknown keys at compose time (`optimizer.lr=abc` fails with
+`full_key: optimizer.lr`); it does not check ranges, so `validate_config` does that before any
+work starts and names the key and the bad value.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+class ConfigError(ValueError):
+    """A config value that composes but cannot be trained with (names the key and the value)."""
+
+
+@dataclass
+class ModelConfig:
+    hidden: list[int] = field(default_factory=lambda: [16, 16])
+    init: str = "xavier"  # xavier | normal
+
+
+@dataclass
+class DatasetConfig:
+    name: str = "moons"  # moons | circles | xor | spirals | blobs | breast_cancer | digits_binary | csv
+    n_samples: int = 1000
+    noise: float = 0.2
+    path: Optional[str] = None  # csv only (??? in conf/dataset/csv.yaml)
+    label: str = "label"  # csv only: the label column
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+
+
+@dataclass
+class OptimizerConfig:
+    name: str = "sgd"  # sgd | momentum | adam
+    lr: float = 1.0
+    momentum: float = 0.9  # momentum only
+    b1: float = 0.9  # adam only
+    b2: float = 0.999  # adam only
+    weight_decay: float = 0.0
+    schedule: str = "constant"  # constant | cosine | exponential
+    decay_rate: float = 0.1  # exponential: lr at the end / lr at the start
+    warmup_epochs: int = 0
+
+
+@dataclass
+class TrainerConfig:
+    epochs: int = 200
+    batch_size: int = 32
+    grad: str = "manual"  # manual | autodiff
+    eval_every: int = 10
+    precision: str = "float32"  # float32 | float64 | bf16
+    progress: bool = True
+    # checkpoint / resume
+    checkpoint_every: int = 0  # epochs between checkpoints; 0 = no checkpoints
+    keep_checkpoints: int = 3
+    resume: Optional[str] = None  # PATH (run dir or checkpoint) | auto
+    debug_nans: bool = False
+    # vectorized sweeps
+    num_seeds: int = 1
+    # scale-out
+    data_parallel: bool = False
+    distributed: bool = False
+
+
+@dataclass
+class LoggerConfig:
+    name: str = "wandb"  # wandb | none
+    mode: str = "offline"  # offline | online | disabled
+    project: str = "deltaprop"
+    entity: Optional[str] = None
+    group: Optional[str] = None
+    tags: list[str] = field(default_factory=list)
+    log_gradcheck: bool = True
+    log_artifacts: bool = True
+
+
+@dataclass
+class SweepConfig:
+    """Axes trained together as one vmapped program (see `deltaprop.sweep`)."""
+
+    lr: list[float] = field(default_factory=list)
+
+
+@dataclass
+class Config:
+    model: ModelConfig = MISSING
+    dataset: DatasetConfig = MISSING
+    optimizer: OptimizerConfig = MISSING
+    trainer: TrainerConfig = MISSING
+    logger: LoggerConfig = MISSING
+    sweep: SweepConfig = field(default_factory=SweepConfig)
+    seed: int = 0
+    objective: str = "val/best_loss"  # what experiments/train.py returns to a Hydra sweeper
+    run_dir: Optional[str] = None  # default: Hydra's run directory, else ./outputs/<time>
+    experiment_name: str = "default"
+
+
+def register_configs() -> None:
+    """Store the schemas in Hydra's ConfigStore (idempotent)."""
+    store = ConfigStore.instance()
+    store.store(name="config_schema", node=Config)
+
+
+register_configs()
+
+_CHOICES = {
+    "model.init": ("xavier", "normal"),
+    "dataset.name": (
+        "moons", "circles", "xor", "spirals", "blobs", "breast_cancer", "digits_binary", "csv",
+    ),
+    "optimizer.name": ("sgd", "momentum", "adam"),
+    "optimizer.schedule": ("constant", "cosine", "exponential"),
+    "trainer.grad": ("manual", "autodiff"),
+    "trainer.precision": ("float32", "float64", "bf16"),
+    "logger.name": ("wandb", "none"),
+    "logger.mode": ("offline", "online", "disabled"),
+}
+
+
+def _get(cfg: Any, dotted: str) -> Any:
+    node = cfg
+    for part in dotted.split("."):
+        node = node[part] if isinstance(node, dict) else getattr(node, part)
+    return node
+
+
+def _bad(key: str, value: Any, requirement: str) -> ConfigError:
+    return ConfigError(f"{key}={value!r} is invalid: {requirement}")
+
+
+def validate_config(cfg: Any) -> None:
+    """Check the ranges Hydra cannot; raise ConfigError naming the first bad key and value."""
+    for key, choices in _CHOICES.items():
+        value = _get(cfg, key)
+        if value not in choices:
+            raise _bad(key, value, f"must be one of {', '.join(choices)}")
+    hidden = list(_get(cfg, "model.hidden"))
+    for width in hidden:
+        if width < 1:
+            raise _bad("model.hidden", hidden, "every width must be >= 1")
+    lr = _get(cfg, "optimizer.lr")
+    if not (math.isfinite(lr) and lr > 0):
+        raise _bad("optimizer.lr", lr, "must be finite and > 0")
+    for lr_value in _get(cfg, "sweep.lr"):
+        if not (math.isfinite(lr_value) and lr_value > 0):
+            raise _bad("sweep.lr", list(_get(cfg, "sweep.lr")), "every lr must be finite and > 0")
+    positive_ints = (
+        "trainer.epochs", "trainer.batch_size", "trainer.eval_every",
+        "trainer.keep_checkpoints", "trainer.num_seeds", "dataset.n_samples",
+    )
+    for key in positive_ints:
+        if _get(cfg, key) < 1:
+            raise _bad(key, _get(cfg, key), "must be >= 1")
+    non_negative = (
+        "optimizer.weight_decay", "optimizer.momentum", "trainer.checkpoint_every",
+        "optimizer.warmup_epochs", "dataset.noise",
+    )
+    for key in non_negative:
+        value = _get(cfg, key)
+        if not (math.isfinite(value) and value >= 0):
+            raise _bad(key, value, "must be finite and >= 0")
+    for key in ("dataset.val_fraction", "dataset.test_fraction"):
+        value = _get(cfg, key)
+        if not 0 < value < 1:
+            raise _bad(key, value, "must be in (0, 1)")
+    total = _get(cfg, "dataset.val_fraction") + _get(cfg, "dataset.test_fraction")
+    if total >= 0.9:
+        raise _bad(
+            "dataset.val_fraction + dataset.test_fraction", total, "must leave >= 10% for training"
+        )
+    if _get(cfg, "dataset.name") == "csv" and not _get(cfg, "dataset.path"):
+        raise _bad("dataset.path", _get(cfg, "dataset.path"), "dataset=csv needs a CSV file path")

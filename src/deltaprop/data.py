@@ -1,0 +1,439 @@
+"""Datasets for binary classifiers: load, validate, split and standardize.
+
+Every loader returns a `Dataset` with features `x: (N, n_features)` and labels `y: (N, n_outputs)`,
+both float64, labels 0/1. Nothing here downloads: the data are synthetic (deterministic given the
+seed), bundled with scikit-learn, or read from a local CSV file.
+
+Bad data raise `DataError` before training starts, with a one-line message that names the column,
+the values or the shapes at fault.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import warnings
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn import datasets as sklearn_datasets
+from sklearn.model_selection import train_test_split
+
+# Distinct bad label values listed in an error message before it says "...".
+_MAX_VALUES_SHOWN = 10
+
+
+class DataError(ValueError):
+    """Bad data, found before training starts; the message names column/values/shapes."""
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """Features and 0/1 labels of one dataset.
+
+    Attributes:
+        x: (N, n_features) float64 features.
+        y: (N, n_outputs) float64 labels, each 0 or 1.
+        feature_names: n_features column names.
+        name: the dataset's name, used in error messages.
+        label_names: n_outputs label column names, used in error messages.
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    feature_names: tuple[str, ...]
+    name: str
+    label_names: tuple[str, ...] = ("label",)
+
+
+@dataclass(frozen=True, eq=False)
+class Standardizer:
+    """Per-feature affine map `(x - mean) / std`, fitted on the training split.
+
+    Attributes:
+        mean: (n_features,) training mean.
+        std: (n_features,) training standard deviation; 1 for constant columns.
+    """
+
+    mean: np.ndarray
+    std: np.ndarray
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        """Standardize features.
+
+        Args:
+            x: (N, n_features) features.
+
+        Returns:
+            (N, n_features) float64 `(x - mean) / std`.
+        """
+        x = np.asarray(x, dtype=np.float64)
+        if x.ndim != 2 or x.shape[1] != self.mean.shape[0]:
+            raise DataError(
+                f"cannot standardize x of shape {x.shape}: "
+                f"expected (N, {self.mean.shape[0]})"
+            )
+        return (x - self.mean) / self.std
+
+
+@dataclass(frozen=True, eq=False)
+class Splits:
+    """Train/validation/test splits, standardized with the training statistics.
+
+    Attributes:
+        x_train, x_val, x_test: (n_split, n_features) float64 standardized features.
+        y_train, y_val, y_test: (n_split, n_outputs) float64 0/1 labels.
+        standardizer: the map fitted on the raw training features.
+        feature_names: n_features column names.
+    """
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    standardizer: Standardizer
+    feature_names: tuple[str, ...]
+
+
+# ---------------------------------------------------------------- synthetic 2-D datasets
+
+_XY_NAMES = ("x1", "x2")
+
+
+def _as_labels(labels: np.ndarray) -> np.ndarray:
+    """(N,) 0/1 labels of any dtype -> (N, 1) float64."""
+    return np.asarray(labels, dtype=np.float64).reshape(-1, 1)
+
+
+def _moons(n_samples: int, noise: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    return sklearn_datasets.make_moons(n_samples=n_samples, noise=noise, random_state=seed)
+
+
+def _circles(n_samples: int, noise: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    return sklearn_datasets.make_circles(
+        n_samples=n_samples, noise=noise, factor=0.5, random_state=seed
+    )
+
+
+def _xor(n_samples: int, noise: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    clean = rng.uniform(-1.0, 1.0, size=(n_samples, 2))
+    # The label comes from the clean point (quadrants 1 and 3); the noise then blurs the border.
+    labels = clean[:, 0] * clean[:, 1] > 0
+    return clean + noise * rng.normal(size=clean.shape), labels
+
+
+def _spirals(n_samples: int, noise: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n_samples) % 2
+    # 1.5 turns, starting half a turn out so the two arms do not meet at the origin;
+    # radius = angle / π, so neighbouring arms of opposite classes lie 1 apart.
+    angle = rng.uniform(0.5 * np.pi, 3.5 * np.pi, size=n_samples)
+    radius = angle / np.pi
+    # Class 1 is class 0 rotated by half a turn.
+    phase = np.pi * labels
+    points = np.stack(
+        [radius * np.cos(angle + phase), radius * np.sin(angle + phase)], axis=1
+    )
+    return points + noise * rng.normal(size=points.shape), labels
+
+
+def _blobs(n_samples: int, noise: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    # Fixed centres so that `noise` (the cluster std) alone sets how much the classes overlap.
+    return sklearn_datasets.make_blobs(
+        n_samples=n_samples,
+        n_features=2,
+        centers=[[-1.0, -1.0], [1.0, 1.0]],
+        cluster_std=noise,
+        random_state=seed,
+    )
+
+
+_SYNTHETIC: dict[str, Callable[[int, float, int], tuple[np.ndarray, np.ndarray]]] = {
+    "moons": _moons,
+    "circles": _circles,
+    "xor": _xor,
+    "spirals": _spirals,
+    "blobs": _blobs,
+}
+
+
+# ---------------------------------------------------------------- datasets bundled with sklearn
+
+
+def _breast_cancer() -> Dataset:
+    bunch = sklearn_datasets.load_breast_cancer()  # ships with scikit-learn: no download
+    return Dataset(
+        x=np.asarray(bunch.data, dtype=np.float64),
+        y=_as_labels(bunch.target),  # 1 = benign, 0 = malignant
+        feature_names=tuple(str(name) for name in bunch.feature_names),
+        name="breast_cancer",
+    )
+
+
+def _digits_binary() -> Dataset:
+    bunch = sklearn_datasets.load_digits()  # ships with scikit-learn: no download
+    return Dataset(
+        x=np.asarray(bunch.data, dtype=np.float64),
+        y=_as_labels(bunch.target % 2),  # 1 = odd digit
+        feature_names=tuple(str(name) for name in bunch.feature_names),
+        name="digits_binary",
+        label_names=("odd",),
+    )
+
+
+# ---------------------------------------------------------------- CSV files
+
+
+def _read_csv(path: Any, label: str) -> Dataset:
+    """Read a CSV with a header row; column `label` is y, every other column a feature."""
+    if not path or not Path(path).is_file():
+        raise DataError(f"dataset.path={path!r}: file not found")
+    with open(path, newline="") as handle:
+        reader = csv.reader(handle)
+        header = [name.strip() for name in next(reader, [])]
+        if not header:
+            raise DataError(f"{path}: the file is empty; a header row is required")
+        repeated = sorted(name for name, count in Counter(header).items() if count > 1)
+        if repeated:
+            raise DataError(f"{path}: column names must be unique; repeated: {', '.join(repeated)}")
+        if label not in header:
+            raise DataError(
+                f"dataset.label={label!r} is not a column of {path}; "
+                f"columns are: {', '.join(header)}"
+            )
+        rows = []
+        for row_number, cells in enumerate((cells for cells in reader if cells), start=1):
+            if len(cells) != len(header):
+                raise DataError(
+                    f"{path}: row {row_number} (line {reader.line_num}) has {len(cells)} cells, "
+                    f"but the header has {len(header)} columns"
+                )
+            values = []
+            for column, cell in zip(header, cells):
+                try:
+                    values.append(float(cell))
+                except ValueError:
+                    raise DataError(
+                        f"{path}: column {column!r} has a non-numeric value {cell!r} "
+                        f"at row {row_number} (line {reader.line_num})"
+                    ) from None
+            rows.append(values)
+    table = np.asarray(rows, dtype=np.float64).reshape(len(rows), len(header))
+    label_index = header.index(label)
+    feature_indices = [i for i in range(len(header)) if i != label_index]
+    return Dataset(
+        x=table[:, feature_indices],
+        y=table[:, [label_index]],
+        feature_names=tuple(header[i] for i in feature_indices),
+        name=str(path),
+        label_names=(label,),
+    )
+
+
+# ---------------------------------------------------------------- public API
+
+
+def load_dataset(cfg: Any, seed: int) -> Dataset:
+    """Load the dataset named by `cfg.name` and validate it.
+
+    Args:
+        cfg: a `DatasetConfig` (or a DictConfig with the same attributes).
+        seed: seeds the synthetic datasets; the same seed gives the same data.
+
+    Returns:
+        A validated `Dataset` with x: (N, n_features), y: (N, 1).
+
+    Raises:
+        DataError: unknown name, unreadable CSV, or data that fail `validate_dataset`.
+    """
+    name = cfg.name
+    if name in _SYNTHETIC:
+        points, labels = _SYNTHETIC[name](int(cfg.n_samples), float(cfg.noise), seed)
+        data = Dataset(
+            x=np.asarray(points, dtype=np.float64),
+            y=_as_labels(labels),
+            feature_names=_XY_NAMES,
+            name=name,
+        )
+    elif name == "breast_cancer":
+        data = _breast_cancer()
+    elif name == "digits_binary":
+        data = _digits_binary()
+    elif name == "csv":
+        data = _read_csv(cfg.path, cfg.label)
+    else:
+        known = (*_SYNTHETIC, "breast_cancer", "digits_binary", "csv")
+        raise DataError(f"dataset.name={name!r} is unknown; choose one of: {', '.join(known)}")
+    validate_dataset(data)
+    return data
+
+
+def _format_value(value: float) -> str:
+    return "NaN" if math.isnan(value) else f"{value:g}"
+
+
+def _label_name(data: Dataset, column: int) -> str:
+    return data.label_names[column] if column < len(data.label_names) else f"y[:, {column}]"
+
+
+def validate_dataset(data: Dataset) -> None:
+    """Check shapes, finite features and 0/1 labels.
+
+    Args:
+        data: x: (N, n_features), y: (N, n_outputs).
+
+    Raises:
+        DataError: naming the dataset, the offending columns, counts or values.
+    """
+    x, y = np.asarray(data.x), np.asarray(data.y)
+    if x.ndim != 2 or y.ndim != 2 or x.shape[0] != y.shape[0]:
+        raise DataError(
+            f"dataset {data.name!r}: x must be (N, n_features) and y (N, n_outputs); "
+            f"got x {x.shape} and y {y.shape}"
+        )
+    if x.shape[0] == 0 or x.shape[1] == 0:
+        raise DataError(
+            f"dataset {data.name!r} is empty: {x.shape[0]} rows, {x.shape[1]} feature columns"
+        )
+    if len(data.feature_names) != x.shape[1]:
+        raise DataError(
+            f"dataset {data.name!r}: {len(data.feature_names)} feature names "
+            f"for {x.shape[1]} feature columns"
+        )
+
+    non_finite_counts = np.count_nonzero(~np.isfinite(x), axis=0)
+    bad_columns = [
+        f"column {data.feature_names[j]!r} has {count} NaN/inf values"
+        for j, count in enumerate(non_finite_counts)
+        if count
+    ]
+    if bad_columns:
+        raise DataError(f"features contain non-finite values: {'; '.join(bad_columns)}")
+
+    for j in range(y.shape[1]):
+        column = y[:, j]
+        # NaN != 0 and NaN != 1, so NaN labels land here too.
+        bad_values = np.unique(column[(column != 0) & (column != 1)])
+        if bad_values.size:
+            shown = ", ".join(_format_value(v) for v in bad_values[:_MAX_VALUES_SHOWN])
+            if bad_values.size > _MAX_VALUES_SHOWN:
+                shown += f", ... ({bad_values.size} distinct values)"
+            raise DataError(
+                f"labels must be 0 or 1; found {shown} in column {_label_name(data, j)!r}"
+            )
+
+
+def check_feature_count(x: np.ndarray, n_inputs: int) -> None:
+    """Raise DataError unless x: (N, n_inputs) matches the model's first layer."""
+    n_features = np.shape(x)[1]
+    if n_features != n_inputs:
+        raise DataError(
+            f"data has {n_features} features, but the model expects {n_inputs} inputs (sizes[0])"
+        )
+
+
+def _fit_standardizer(x_train: np.ndarray) -> Standardizer:
+    mean = x_train.mean(axis=0)
+    std = x_train.std(axis=0)
+    # A constant column's std is 0 (or rounding error away from it): divide by 1 instead.
+    constant = std <= 1e-12 * np.maximum(1.0, np.abs(mean))
+    return Standardizer(mean=mean, std=np.where(constant, 1.0, std))
+
+
+def _stratify_by(classes: np.ndarray, n_held_out: int, n_kept: int) -> np.ndarray | None:
+    """`classes` when a stratified split is possible (as sklearn requires), else None."""
+    counts = np.unique(classes, return_counts=True)[1]
+    if counts.min() >= 2 and min(n_held_out, n_kept) >= counts.size:
+        return classes
+    return None
+
+
+def split_and_standardize(
+    data: Dataset, val_fraction: float, test_fraction: float, seed: int
+) -> Splits:
+    """Shuffle, split into train/validation/test and standardize with train statistics.
+
+    Splits are stratified by label row when every class can be (each class >= 2 samples and each
+    split at least as large as the number of classes), and unstratified otherwise.
+
+    Args:
+        data: x: (N, n_features), y: (N, n_outputs).
+        val_fraction: share of N for validation, rounded to the nearest sample.
+        test_fraction: share of N for test, rounded to the nearest sample.
+        seed: seeds the shuffle; the same seed gives the same splits.
+
+    Returns:
+        `Splits` with float64 arrays; x_* standardized by `Splits.standardizer`.
+
+    Raises:
+        DataError: when any split would be empty.
+
+    Warns:
+        UserWarning: when a label column has a single class in the training split.
+    """
+    x = np.asarray(data.x, dtype=np.float64)
+    y = np.asarray(data.y, dtype=np.float64)
+    n_samples = x.shape[0]
+    n_test = math.floor(n_samples * test_fraction + 0.5)
+    n_val = math.floor(n_samples * val_fraction + 0.5)
+    n_train = n_samples - n_val - n_test
+    if n_val < 1:
+        raise DataError(
+            f"validation split is empty: {n_samples} samples with val_fraction={val_fraction}"
+        )
+    if n_test < 1:
+        raise DataError(
+            f"test split is empty: {n_samples} samples with test_fraction={test_fraction}"
+        )
+    if n_train < 1:
+        raise DataError(
+            f"training split is empty: {n_samples} samples with val_fraction={val_fraction} "
+            f"and test_fraction={test_fraction}"
+        )
+
+    # One class id per distinct label row, so multi-output labels stratify too.
+    classes = np.unique(y, axis=0, return_inverse=True)[1].reshape(-1)
+    rng = np.random.default_rng(seed)
+    test_seed, val_seed = (int(s) for s in rng.integers(2**31 - 1, size=2))
+    x_rest, x_test, y_rest, y_test, classes_rest, _ = train_test_split(
+        x, y, classes,
+        test_size=n_test,
+        random_state=test_seed,
+        stratify=_stratify_by(classes, n_test, n_val + n_train),
+    )
+    x_train, x_val, y_train, y_val = train_test_split(
+        x_rest, y_rest,
+        test_size=n_val,
+        random_state=val_seed,
+        stratify=_stratify_by(classes_rest, n_val, n_train),
+    )
+
+    for j in range(y_train.shape[1]):
+        present = np.unique(y_train[:, j])
+        if present.size < 2:
+            warnings.warn(
+                f"training split has a single class (all {n_train} labels in column "
+                f"{_label_name(data, j)!r} are {_format_value(present[0])}); "
+                "the model cannot learn to separate classes",
+                UserWarning,
+                stacklevel=2,
+            )
+
+    standardizer = _fit_standardizer(x_train)
+    return Splits(
+        x_train=standardizer.transform(x_train),
+        y_train=y_train,
+        x_val=standardizer.transform(x_val),
+        y_val=y_val,
+        x_test=standardizer.transform(x_test),
+        y_test=y_test,
+        standardizer=standardizer,
+        feature_names=tuple(data.feature_names),
+    )

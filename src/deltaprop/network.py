@@ -1,0 +1,129 @@
+"""Fully connected sigmoid networks as bare pytrees.
+
+Layers are numbered as in the textbook: layer 1 is the input, layers l = 2..L each hold a weight
+matrix W_l of shape (n_{l-1}, n_l) and biases b_l of shape (n_l,). `params[i]` is layer l = i + 2:
+
+    z_l = a_{l-1} W_l + b_l          a_1 = x
+    a_l = σ(z_l)                     for the hidden layers l = 2..L-1
+    z_L                              the logits; the loss takes them directly (see losses.py)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+from jax.typing import ArrayLike, DTypeLike
+
+Params = list[dict[str, jax.Array]]
+
+INIT_SCHEMES = ("xavier", "normal")
+
+
+def validate_sizes(sizes: Sequence[int]) -> tuple[int, ...]:
+    """Check layer sizes [n_1 (inputs), n_2, ..., n_L (outputs)]; raise ValueError naming them."""
+    sizes = tuple(int(n) for n in sizes)
+    if len(sizes) < 2:
+        raise ValueError(
+            f"sizes={list(sizes)} must name at least two layers: inputs and outputs"
+        )
+    if any(n < 1 for n in sizes):
+        raise ValueError(f"sizes={list(sizes)}: every layer size must be >= 1")
+    return sizes
+
+
+def init_params(
+    key: jax.Array,
+    sizes: Sequence[int],
+    init: str = "xavier",
+    dtype: DTypeLike = jnp.float32,
+) -> Params:
+    """Random weights, zero biases.
+
+    Args:
+      key: a PRNG key.
+      sizes: [n_inputs, hidden..., n_outputs].
+      init: "xavier" (Glorot uniform, W ~ U(±√(6/(n_in+n_out))), the usual choice for sigmoid)
+        or "normal" (W ~ N(0, 1/n_in), as in Nielsen's network2.py).
+      dtype: dtype of every leaf.
+
+    Returns:
+      [{"W": (n_{l-1}, n_l), "b": (n_l,)} for l = 2..L].
+    """
+    sizes = validate_sizes(sizes)
+    if init not in INIT_SCHEMES:
+        raise ValueError(f"init={init!r} must be one of {', '.join(INIT_SCHEMES)}")
+    keys = jax.random.split(key, len(sizes) - 1)
+    params = []
+    for layer_key, n_in, n_out in zip(keys, sizes[:-1], sizes[1:]):
+        if init == "xavier":
+            limit = (6.0 / (n_in + n_out)) ** 0.5
+            W = jax.random.uniform(layer_key, (n_in, n_out), dtype, -limit, limit)
+        else:
+            W = jax.random.normal(layer_key, (n_in, n_out), dtype) / n_in**0.5
+        params.append({"W": W, "b": jnp.zeros((n_out,), dtype)})
+    return params
+
+
+def layer_sizes(params: Params) -> tuple[int, ...]:
+    """[n_1, ..., n_L] read off the weight shapes."""
+    return (params[0]["W"].shape[0],) + tuple(layer["W"].shape[1] for layer in params)
+
+
+def check_batch(params: Params, x: ArrayLike, y: Optional[ArrayLike] = None) -> None:
+    """Raise ValueError when x or y do not fit the network (shapes are static, so this is jit-safe).
+
+    Args:
+      x: (N, n_1).
+      y: (N, n_L) of 0/1 targets, or None.
+    """
+    sizes = layer_sizes(params)
+    x_shape = jnp.shape(x)
+    if len(x_shape) != 2 or x_shape[1] != sizes[0]:
+        raise ValueError(
+            f"x has shape {x_shape}, but the network with sizes {list(sizes)} expects "
+            f"(N, {sizes[0]})"
+        )
+    if y is not None and jnp.shape(y) != (x_shape[0], sizes[-1]):
+        raise ValueError(
+            f"y has shape {jnp.shape(y)}, but x has shape {x_shape} and the network has "
+            f"{sizes[-1]} output(s): expected y of shape {(x_shape[0], sizes[-1])}"
+        )
+
+
+def linear(a: jax.Array, layer: dict[str, jax.Array], matmul_dtype: Optional[DTypeLike] = None):
+    """z = a W + b. With matmul_dtype (e.g. bf16) the product runs in that dtype and accumulates
+    in the parameters' dtype: master weights stay float32."""
+    if matmul_dtype is None:
+        return a @ layer["W"] + layer["b"]
+    product = jnp.matmul(
+        a.astype(matmul_dtype),
+        layer["W"].astype(matmul_dtype),
+        preferred_element_type=layer["W"].dtype,
+    )
+    return product + layer["b"]
+
+
+def forward(params: Params, x: ArrayLike, matmul_dtype: Optional[DTypeLike] = None) -> jax.Array:
+    """Logits z_L of the output layer.
+
+    Args:
+      params: from `init_params`.
+      x: (N, n_1).
+      matmul_dtype: optional lower precision for the matrix products (bf16).
+
+    Returns:
+      (N, n_L) logits; σ(z_L) are the predicted probabilities.
+    """
+    check_batch(params, x)
+    a = jnp.asarray(x, params[0]["W"].dtype)
+    for layer in params[:-1]:
+        a = jax.nn.sigmoid(linear(a, layer, matmul_dtype))  # a_l = σ(a_{l-1} W_l + b_l)
+    return linear(a, params[-1], matmul_dtype)  # z_L = a_{L-1} W_L + b_L
+
+
+def predict_proba(params: Params, x: ArrayLike) -> jax.Array:
+    """a_L = σ(z_L), shape (N, n_L)."""
+    return jax.nn.sigmoid(forward(params, x))

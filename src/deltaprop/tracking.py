@@ -1,0 +1,110 @@
+"""Experiment tracking at the edge of the program: Weights & Biases, or nothing.
+
+W&B runs offline by default: no account, no network; the run is stored under the run directory
+(`<run_dir>/wandb/offline-run-*`) and can be uploaded later with `wandb sync <that dir>`.
+Nothing here is ever called from inside jitted code.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Optional
+
+
+class NullLogger:
+    """logger=none: keeps nothing beyond what the trainer writes to the run directory."""
+
+    run_id: Optional[str] = None
+    run_path: Optional[str] = None
+
+    def log(self, metrics: dict[str, float], step: int) -> None:
+        pass
+
+    def log_images(self, images: dict[str, Path], step: int) -> None:
+        pass
+
+    def log_table(self, name: str, columns: list[str], rows: list[list[Any]]) -> None:
+        pass
+
+    def log_artifact(self, name: str, kind: str, path: Path) -> None:
+        pass
+
+    def summarize(self, metrics: dict[str, float]) -> None:
+        pass
+
+    def finish(self, exit_code: int = 0) -> None:
+        pass
+
+
+class WandbLogger(NullLogger):
+    """One W&B run. `resume_id` continues an earlier run under the same id."""
+
+    def __init__(
+        self,
+        logger_cfg: Any,
+        config: dict[str, Any],
+        run_dir: Path,
+        name: Optional[str] = None,
+        group: Optional[str] = None,
+        resume_id: Optional[str] = None,
+        job_type: str = "train",
+    ):
+        os.environ.setdefault("WANDB_START_METHOD", "thread")
+        os.environ.setdefault("WANDB_SILENT", "true")
+        import wandb
+
+        self._wandb = wandb
+        self.run = wandb.init(
+            project=logger_cfg.project,
+            entity=logger_cfg.entity,
+            group=logger_cfg.group or group,
+            tags=list(logger_cfg.tags),
+            name=name,
+            job_type=job_type,
+            config=config,
+            dir=str(run_dir),
+            mode=logger_cfg.mode,
+            id=resume_id,
+            resume="allow" if resume_id else None,
+            reinit="create_new",
+            settings=wandb.Settings(console="off", x_disable_stats=True),
+        )
+        self.run_id = self.run.id
+        self.run_path = str(Path(self.run.dir).parent) if logger_cfg.mode != "disabled" else None
+
+    def log(self, metrics: dict[str, float], step: int) -> None:
+        self.run.log(metrics, step=step)
+
+    def log_images(self, images: dict[str, Path], step: int) -> None:
+        self.run.log(
+            {name: self._wandb.Image(str(path)) for name, path in images.items()}, step=step
+        )
+
+    def log_table(self, name: str, columns: list[str], rows: list[list[Any]]) -> None:
+        self.run.log({name: self._wandb.Table(columns=columns, data=rows)})
+
+    def log_artifact(self, name: str, kind: str, path: Path) -> None:
+        artifact = self._wandb.Artifact(name, type=kind)
+        artifact.add_file(str(path))
+        self.run.log_artifact(artifact)
+
+    def summarize(self, metrics: dict[str, float]) -> None:
+        self.run.summary.update(metrics)
+
+    def finish(self, exit_code: int = 0) -> None:
+        self.run.finish(exit_code=exit_code)
+
+
+def make_logger(
+    logger_cfg: Any,
+    config: dict[str, Any],
+    run_dir: Path,
+    name: Optional[str] = None,
+    group: Optional[str] = None,
+    resume_id: Optional[str] = None,
+    job_type: str = "train",
+) -> NullLogger:
+    if logger_cfg.name == "none":
+        return NullLogger()
+    return WandbLogger(logger_cfg, config, run_dir, name, group, resume_id, job_type)

@@ -1,0 +1,278 @@
+"""Tests for deltaprop.data: loaders, validation errors, splits and standardization."""
+
+from __future__ import annotations
+
+import re
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+
+from deltaprop.config import DatasetConfig
+from deltaprop.data import (
+    DataError,
+    Dataset,
+    check_feature_count,
+    load_dataset,
+    split_and_standardize,
+    validate_dataset,
+)
+
+SYNTHETIC = ("moons", "circles", "xor", "spirals", "blobs")
+
+
+def make_config(**overrides) -> DatasetConfig:
+    """A small DatasetConfig; keyword arguments override its fields."""
+    return DatasetConfig(**{"n_samples": 200, "noise": 0.1, **overrides})
+
+
+def make_dataset(x, y, names=None) -> Dataset:
+    x = np.asarray(x, dtype=np.float64)
+    names = names or tuple(f"f{j}" for j in range(x.shape[1]))
+    return Dataset(x=x, y=np.asarray(y, dtype=np.float64).reshape(-1, 1),
+                   feature_names=tuple(names), name="toy")
+
+
+def write_csv(path, text: str):
+    path.write_text(text)
+    return path
+
+
+# ---------------------------------------------------------------- loaders
+
+
+@pytest.mark.parametrize("name", SYNTHETIC)
+def test_synthetic_shapes_labels_and_determinism(name):
+    data = load_dataset(make_config(name=name), seed=3)
+    assert data.x.shape == (200, 2) and data.x.dtype == np.float64
+    assert data.y.shape == (200, 1) and data.y.dtype == np.float64
+    assert set(np.unique(data.y)) == {0.0, 1.0}
+    assert data.feature_names == ("x1", "x2")
+    again = load_dataset(make_config(name=name), seed=3)
+    np.testing.assert_array_equal(again.x, data.x)
+    np.testing.assert_array_equal(again.y, data.y)
+    other = load_dataset(make_config(name=name), seed=4)
+    assert not np.array_equal(other.x, data.x)
+
+
+@pytest.mark.parametrize("name", SYNTHETIC)
+def test_synthetic_noise_moves_the_points(name):
+    quiet = load_dataset(make_config(name=name, noise=0.0), seed=0)
+    noisy = load_dataset(make_config(name=name, noise=0.5), seed=0)
+    assert not np.allclose(quiet.x, noisy.x)
+
+
+def test_xor_labels_follow_quadrants_without_noise():
+    data = load_dataset(make_config(name="xor", noise=0.0), seed=0)
+    np.testing.assert_array_equal(data.y[:, 0], data.x[:, 0] * data.x[:, 1] > 0)
+
+
+def test_breast_cancer():
+    data = load_dataset(make_config(name="breast_cancer"), seed=0)
+    assert data.x.shape == (569, 30) and data.y.shape == (569, 1)
+    assert data.feature_names[0] == "mean radius" and len(data.feature_names) == 30
+    assert set(np.unique(data.y)) == {0.0, 1.0}
+
+
+def test_digits_binary_label_is_parity():
+    data = load_dataset(make_config(name="digits_binary"), seed=0)
+    assert data.x.shape == (1797, 64) and data.y.shape == (1797, 1)
+    assert len(data.feature_names) == 64
+    np.testing.assert_array_equal(data.y[:, 0], load_digits().target % 2)
+
+
+def test_unknown_name():
+    with pytest.raises(DataError, match="dataset.name='mnist' is unknown"):
+        load_dataset(make_config(name="mnist"), seed=0)
+
+
+# ---------------------------------------------------------------- CSV
+
+
+def test_csv_round_trip(tmp_path):
+    path = write_csv(tmp_path / "d.csv", "a,target,b\n1.5,0,-2\n3,1,4e-1\n\n")
+    data = load_dataset(make_config(name="csv", path=str(path), label="target"), seed=0)
+    assert data.feature_names == ("a", "b")
+    np.testing.assert_array_equal(data.x, [[1.5, -2.0], [3.0, 0.4]])
+    np.testing.assert_array_equal(data.y, [[0.0], [1.0]])
+
+
+def test_csv_file_not_found(tmp_path):
+    missing = str(tmp_path / "nope.csv")
+    with pytest.raises(DataError, match=re.escape(f"dataset.path='{missing}': file not found")):
+        load_dataset(make_config(name="csv", path=missing), seed=0)
+
+
+def test_csv_missing_label_column_lists_columns(tmp_path):
+    path = write_csv(tmp_path / "d.csv", "a,b,c\n1,2,0\n")
+    config = make_config(name="csv", path=str(path), label="target")
+    with pytest.raises(DataError, match="dataset.label='target' is not a column of .*d.csv; "
+                                        "columns are: a, b, c"):
+        load_dataset(config, seed=0)
+
+
+def test_csv_non_numeric_cell_names_column_and_row(tmp_path):
+    path = write_csv(tmp_path / "d.csv", "age,label\n30,0\n41,1\nold,0\n")
+    with pytest.raises(DataError, match="column 'age' has a non-numeric value 'old' at row 3"):
+        load_dataset(make_config(name="csv", path=str(path)), seed=0)
+
+
+def test_csv_bad_labels_name_the_label_column(tmp_path):
+    path = write_csv(tmp_path / "d.csv", "a,target\n1,0\n2,2\n3,1\n")
+    config = make_config(name="csv", path=str(path), label="target")
+    with pytest.raises(DataError, match="labels must be 0 or 1; found 2 in column 'target'"):
+        load_dataset(config, seed=0)
+
+
+def test_csv_nan_feature_is_reported(tmp_path):
+    path = write_csv(tmp_path / "d.csv", "age,label\nnan,0\n41,1\n")
+    with pytest.raises(DataError, match="column 'age' has 1 NaN/inf values"):
+        load_dataset(make_config(name="csv", path=str(path)), seed=0)
+
+
+# ---------------------------------------------------------------- validation
+
+
+def test_valid_dataset_passes():
+    validate_dataset(make_dataset([[0.0, 1.0], [2.0, 3.0]], [0, 1]))
+
+
+@pytest.mark.parametrize("x", [np.zeros((0, 2)), np.zeros((3, 0))])
+def test_empty_dataset(x):
+    data = Dataset(x=x, y=np.zeros((x.shape[0], 1)), feature_names=("a", "b")[: x.shape[1]],
+                   name="tiny")
+    with pytest.raises(DataError, match="dataset 'tiny' is empty"):
+        validate_dataset(data)
+
+
+def test_non_finite_features_name_each_column_and_count():
+    x = [[np.nan, 1.0, 0.0], [np.inf, 2.0, -np.inf], [1.0, 3.0, 0.0]]
+    data = make_dataset(x, [0, 1, 0], names=("age", "height", "weight"))
+    with pytest.raises(DataError) as error:
+        validate_dataset(data)
+    assert str(error.value) == (
+        "features contain non-finite values: column 'age' has 2 NaN/inf values; "
+        "column 'weight' has 1 NaN/inf values"
+    )
+
+
+def test_labels_outside_zero_one_are_listed_sorted():
+    data = make_dataset(np.ones((4, 1)), [2, 0, 0.5, 1])
+    with pytest.raises(DataError, match="labels must be 0 or 1; found 0.5, 2 in column 'label'"):
+        validate_dataset(data)
+
+
+def test_nan_labels_are_rejected():
+    data = make_dataset(np.ones((2, 1)), [np.nan, 1])
+    with pytest.raises(DataError, match="labels must be 0 or 1; found NaN"):
+        validate_dataset(data)
+
+
+def test_many_bad_labels_are_truncated():
+    data = make_dataset(np.ones((20, 1)), np.arange(2, 22))
+    with pytest.raises(DataError, match=r"found 2, 3, .*, 11, \.\.\. \(20 distinct values\)"):
+        validate_dataset(data)
+
+
+def test_check_feature_count():
+    check_feature_count(np.zeros((5, 3)), 3)
+    with pytest.raises(DataError, match=r"data has 4 features, but the model expects 3 inputs "
+                                        r"\(sizes\[0\]\)"):
+        check_feature_count(np.zeros((5, 4)), 3)
+
+
+# ---------------------------------------------------------------- splits
+
+
+def _ids_of(x_split, splits):
+    """Recover the integer id stored in feature 0 from standardized rows."""
+    raw = x_split * splits.standardizer.std + splits.standardizer.mean
+    return np.rint(raw[:, 0]).astype(int)
+
+
+def _id_dataset(n=100, seed=0):
+    rng = np.random.default_rng(seed)
+    ids = np.arange(n, dtype=np.float64)
+    x = np.column_stack([ids, rng.normal(5.0, 3.0, n), rng.exponential(2.0, n)])
+    return make_dataset(x, np.arange(n) % 2)
+
+
+def test_split_sizes_add_up_and_are_disjoint():
+    data = _id_dataset(100)
+    splits = split_and_standardize(data, val_fraction=0.15, test_fraction=0.2, seed=0)
+    train, val, test = (_ids_of(s, splits) for s in (splits.x_train, splits.x_val, splits.x_test))
+    assert (len(train), len(val), len(test)) == (65, 15, 20)
+    assert sorted(np.concatenate([train, val, test])) == list(range(100))
+    # Labels travel with their rows.
+    np.testing.assert_array_equal(splits.y_val[:, 0], val % 2)
+    assert all(a.dtype == np.float64 for a in (splits.x_train, splits.y_train, splits.x_test))
+    assert splits.feature_names == data.feature_names
+
+
+def test_standardizer_is_fitted_on_train_only():
+    data = _id_dataset(100)
+    splits = split_and_standardize(data, val_fraction=0.2, test_fraction=0.2, seed=1)
+    np.testing.assert_allclose(splits.x_train.mean(axis=0), 0.0, atol=1e-12)
+    np.testing.assert_allclose(splits.x_train.std(axis=0), 1.0, rtol=1e-12)
+    train, val = _ids_of(splits.x_train, splits), _ids_of(splits.x_val, splits)
+    train_mean, train_std = data.x[train].mean(axis=0), data.x[train].std(axis=0)
+    # The training statistics differ from the full-data ones, so this check can fail.
+    assert not np.allclose(train_mean, data.x.mean(axis=0))
+    np.testing.assert_allclose(splits.standardizer.mean, train_mean, rtol=1e-12)
+    np.testing.assert_allclose(splits.x_val, (data.x[val] - train_mean) / train_std, atol=1e-12)
+
+
+def test_constant_column_gets_std_one():
+    x = np.column_stack([np.full(40, 0.1), np.arange(40.0)])
+    splits = split_and_standardize(make_dataset(x, np.arange(40) % 2), 0.25, 0.25, seed=0)
+    assert splits.standardizer.std[0] == 1.0
+    np.testing.assert_allclose(splits.x_train[:, 0], 0.0, atol=1e-15)
+    assert np.isfinite(splits.x_test).all()
+
+
+def test_split_is_stratified_and_deterministic():
+    y = (np.arange(100) < 30).astype(float)  # 30% positives
+    data = make_dataset(np.arange(100.0).reshape(-1, 1), y)
+    splits = split_and_standardize(data, 0.2, 0.2, seed=5)
+    assert (splits.y_train.sum(), splits.y_val.sum(), splits.y_test.sum()) == (18, 6, 6)
+    again = split_and_standardize(data, 0.2, 0.2, seed=5)
+    np.testing.assert_array_equal(again.x_train, splits.x_train)
+    other = split_and_standardize(data, 0.2, 0.2, seed=6)
+    assert not np.array_equal(other.x_train, splits.x_train)
+
+
+@pytest.mark.filterwarnings("ignore:training split has a single class")
+def test_split_falls_back_when_a_class_is_too_rare():
+    y = np.zeros(20)
+    y[0] = 1  # one positive: cannot be stratified
+    splits = split_and_standardize(make_dataset(np.arange(20.0).reshape(-1, 1), y), 0.2, 0.2, 0)
+    assert len(splits.y_train) + len(splits.y_val) + len(splits.y_test) == 20
+    assert splits.y_train.sum() + splits.y_val.sum() + splits.y_test.sum() == 1
+
+
+def test_empty_validation_split():
+    data = make_dataset(np.arange(3.0).reshape(-1, 1), [0, 1, 0])
+    with pytest.raises(DataError, match="validation split is empty: 3 samples with "
+                                        "val_fraction=0.1"):
+        split_and_standardize(data, val_fraction=0.1, test_fraction=0.4, seed=0)
+
+
+def test_empty_training_split():
+    data = make_dataset(np.arange(4.0).reshape(-1, 1), [0, 1, 0, 1])
+    with pytest.raises(DataError, match="training split is empty: 4 samples"):
+        split_and_standardize(data, val_fraction=0.5, test_fraction=0.5, seed=0)
+
+
+def test_single_class_training_split_warns():
+    data = make_dataset(np.arange(10.0).reshape(-1, 1), np.ones(10))
+    with pytest.warns(UserWarning, match=r"training split has a single class \(all 6 labels "
+                                         r"in column 'label' are 1\)"):
+        split_and_standardize(data, 0.2, 0.2, seed=0)
+
+
+def test_two_class_training_split_does_not_warn():
+    data = make_dataset(np.arange(10.0).reshape(-1, 1), np.arange(10) % 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        split_and_standardize(data, 0.2, 0.2, seed=0)
