@@ -7,23 +7,19 @@
 
 import sys
 
-import logging
-
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+import deltaprop
 import deltaprop.config  # noqa: F401  (registers the structured config schema)
-from deltaprop.trainer import train
-
-logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)  # "no TPU found" noise
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float:
     try:
-        metrics = train(cfg)
+        metrics = deltaprop.train(cfg)
     except ValueError as error:  # ConfigError, DataError: bad input, found before any work
         print(f"error: {error}", file=sys.stderr)
         if HydraConfig.get().mode == RunMode.MULTIRUN:

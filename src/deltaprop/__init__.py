@@ -26,5 +26,15 @@ __all__ = [
     "manual_value_and_grad",
     "predict_proba",
     "relative_error",
+    "train",
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # `deltaprop.train(cfg)` without importing Hydra, W&B and matplotlib for the math alone.
+    if name == "train":
+        from deltaprop.trainer import train
+
+        return train
+    raise AttributeError(f"module 'deltaprop' has no attribute {name!r}")
