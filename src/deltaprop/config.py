@@ -89,6 +89,11 @@ class SweepConfig:
 
 
 @dataclass
+class WorkedExampleConfig:
+    batch: int = 4  # training examples shown by experiments/worked_example.py
+
+
+@dataclass
 class Config:
     model: ModelConfig = MISSING
     dataset: DatasetConfig = MISSING
@@ -96,6 +101,7 @@ class Config:
     trainer: TrainerConfig = MISSING
     logger: LoggerConfig = MISSING
     sweep: SweepConfig = field(default_factory=SweepConfig)
+    worked_example: WorkedExampleConfig = field(default_factory=WorkedExampleConfig)
     seed: int = 0
     objective: str = "val/best_loss"  # what experiments/train.py returns to a Hydra sweeper
     run_dir: Optional[str] = None  # default: Hydra's run directory, else ./outputs/<time>
@@ -154,6 +160,7 @@ def validate_config(cfg: Any) -> None:
     positive_ints = (
         "trainer.epochs", "trainer.batch_size", "trainer.eval_every",
         "trainer.keep_checkpoints", "trainer.num_seeds", "dataset.n_samples",
+        "worked_example.batch",
     )
     for key in positive_ints:
         if _get(cfg, key) < 1:

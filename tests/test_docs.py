@@ -1,0 +1,125 @@
+"""docs/backprop.md names only functions that exist and states every equation of the derivation."""
+
+import importlib
+import re
+from pathlib import Path
+
+import pytest
+
+# The module, not the function `deltaprop.backprop` that the package re-exports under its name.
+BACKPROP_MODULE = importlib.import_module("deltaprop.backprop")
+ROOT = Path(__file__).resolve().parents[1]
+DOC = ROOT / "docs" / "backprop.md"
+# References are written in full and in backticks: `deltaprop.backprop.manual_grad`.
+REFERENCE = re.compile(r"`(deltaprop(?:\.[A-Za-z_]\w*)+)")
+
+# Each equation of the derivation, exactly as the doc (and the code comments) write it.
+EQUATIONS = (
+    "z_l = a_{l−1} W_l + b_l",  # forward, every layer
+    "a_l = σ(z_l)",
+    "max(z, 0) − z y + log(1 + e^{−|z|})",  # the stable loss from logits
+    "σ'(z) = e^{−z} / (1 + e^{−z})² = σ(z)(1 − σ(z)) = a(1 − a)",
+    "∂l/∂z = ∂l/∂a · σ'(z) = (a − y) / (a(1 − a)) · a(1 − a) = a − y",  # σ' cancels
+    "δ_L = (a_L − y) / (N·n_L)",  # output layer
+    "δ_l = (δ_{l+1} W_{l+1}ᵀ) ⊙ a_l(1 − a_l)",  # hidden layers
+    "∂L/∂W_l = a_{l−1}ᵀ δ_l",
+    "∂L/∂b_l = Σ_batch δ_l",
+    "θ ← θ − η ∂L/∂θ",  # the update
+    "‖δ_l‖ ≤ ‖δ_{l+1} W_{l+1}ᵀ‖ · max a_l(1 − a_l) ≤ ‖W_{l+1}‖₂ ‖δ_{l+1}‖ / 4",
+)
+# The same recursion in the five-layer network, last layer first.
+FIVE_LAYER_DELTAS = (
+    "δ_5 = (a_5 − y) / (N·n_5)",
+    "δ_4 = (δ_5 W_5ᵀ) ⊙ a_4(1 − a_4)",
+    "δ_3 = (δ_4 W_4ᵀ) ⊙ a_3(1 − a_3)",
+    "δ_2 = (δ_3 W_3ᵀ) ⊙ a_2(1 − a_2)",
+)
+# Equations the doc shares, character for character, with deltaprop.backprop's docstring.
+SHARED_WITH_BACKPROP = (
+    "δ_L = (a_L − y) / (N·n_L)",
+    "δ_l = (δ_{l+1} W_{l+1}ᵀ) ⊙ a_l(1 − a_l)",
+    "∂L/∂W_l = a_{l−1}ᵀ δ_l",
+    "∂L/∂b_l = Σ_batch δ_l",
+)
+REQUIRED_REFERENCES = {
+    "deltaprop.network.forward",
+    "deltaprop.network.linear",
+    "deltaprop.losses.binary_cross_entropy_with_logits",
+    "deltaprop.losses.loss_fn",
+    "deltaprop.backprop.backprop",
+    "deltaprop.backprop.manual_grad",
+    "deltaprop.training.make_train_step",
+    "deltaprop.diagnostics.layer_statistics",
+    "deltaprop.gradcheck.gradcheck",
+    "deltaprop.worked_example.worked_example",
+}
+
+
+@pytest.fixture(scope="module")
+def doc() -> str:
+    return DOC.read_text(encoding="utf-8")
+
+
+def resolve(dotted: str):
+    """Import the longest module prefix of `dotted`, then getattr the rest."""
+    parts = dotted.split(".")
+    for split in range(len(parts), 0, -1):
+        try:
+            target = importlib.import_module(".".join(parts[:split]))
+        except ModuleNotFoundError:
+            continue
+        for name in parts[split:]:
+            target = getattr(target, name)  # AttributeError: the doc names something missing
+        return target
+    raise ModuleNotFoundError(dotted)
+
+
+def test_every_named_function_exists(doc):
+    names = set(REFERENCE.findall(doc))
+    assert REQUIRED_REFERENCES <= names, sorted(REQUIRED_REFERENCES - names)
+    missing = []
+    for name in sorted(names):
+        try:
+            target = resolve(name)
+        except (ImportError, AttributeError):
+            missing.append(name)
+            continue
+        assert callable(target), f"{name} is named as a function but is not callable"
+    assert not missing, f"docs/backprop.md names functions that do not exist: {missing}"
+
+
+def test_resolve_rejects_a_missing_function():
+    assert resolve("deltaprop.backprop.manual_grad") is BACKPROP_MODULE.manual_grad
+    with pytest.raises(AttributeError):
+        resolve("deltaprop.backprop.no_such_function")
+    with pytest.raises(ModuleNotFoundError):
+        resolve("nonexistent_package_xyz.f")
+
+
+@pytest.mark.parametrize("equation", EQUATIONS + FIVE_LAYER_DELTAS)
+def test_doc_states_every_equation(doc, equation):
+    assert equation in doc
+
+
+@pytest.mark.parametrize("equation", SHARED_WITH_BACKPROP)
+def test_doc_and_backprop_docstring_agree(equation):
+    assert equation in BACKPROP_MODULE.__doc__
+
+
+def test_five_layer_deltas_appear_last_layer_first(doc):
+    positions = [doc.index(equation) for equation in FIVE_LAYER_DELTAS]
+    assert positions == sorted(positions)
+
+
+def test_vanishing_gradient_figure_is_referenced_with_its_command(doc):
+    assert "](vanishing_gradients.png)" in doc
+    assert (ROOT / "docs" / "vanishing_gradients.png").is_file()
+    assert "python experiments/train.py experiment=vanishing_gradients" in doc
+    assert "≤ 1/4" in doc
+
+
+def test_named_entry_points_exist(doc):
+    scripts = set(re.findall(r"python (experiments/\w+\.py)", doc))
+    assert {"experiments/worked_example.py", "experiments/gradcheck.py"} <= scripts
+    for script in scripts:
+        assert (ROOT / script).is_file(), script
