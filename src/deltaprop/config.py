@@ -182,5 +182,10 @@ def validate_config(cfg: Any) -> None:
         raise _bad(
             "dataset.val_fraction + dataset.test_fraction", total, "must leave >= 10% for training"
         )
+    if _get(cfg, "trainer.distributed") and not _get(cfg, "trainer.data_parallel"):
+        raise _bad(
+            "trainer.distributed", True, "needs trainer.data_parallel=true (else every host "
+            "trains the same model alone)"
+        )
     if _get(cfg, "dataset.name") == "csv" and not _get(cfg, "dataset.path"):
         raise _bad("dataset.path", _get(cfg, "dataset.path"), "dataset=csv needs a CSV file path")

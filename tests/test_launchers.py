@@ -1,0 +1,166 @@
+"""Hydra launchers (hydra/launcher=slurm|local, hydra-submitit-launcher) and the Optuna search
+(hparams_search=optuna, hydra-optuna-sweeper): the configs compose, the SLURM keys reach sbatch,
+and a local submitit multirun and a three-trial search run end to end.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from hydra import compose, initialize_config_dir
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import OmegaConf
+
+import deltaprop.config  # noqa: F401  (registers the structured config schema)
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = str(ROOT / "conf")
+TRAIN = str(ROOT / "experiments" / "train.py")
+SEARCHED = {"optimizer.lr", "model.hidden", "optimizer.weight_decay"}
+
+
+def hparams_search(choice: str = "optuna") -> str:
+    """`hparams_search=optuna` once conf/config.yaml lists the group in its defaults; else `+`."""
+    defaults = OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / "config.yaml").defaults)
+    listed = any("hparams_search" in str(entry) for entry in defaults)
+    return f"{'' if listed else '+'}hparams_search={choice}"
+
+
+def compose_with_hydra(*overrides: str):
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        return compose("config", overrides=list(overrides), return_hydra_config=True)
+
+
+def run_train(*args: str, timeout: float = 170) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "JAX_", "XLA_"))}
+    env |= {"JAX_PLATFORMS": "cpu", "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+    done = subprocess.run(
+        [sys.executable, TRAIN, *args], check=False, env=env, cwd=ROOT, capture_output=True,
+        text=True, timeout=timeout,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def test_slurm_launcher_config():
+    launcher = compose_with_hydra("hydra/launcher=slurm").hydra.launcher
+    assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
+    for key in ("partition", "gpus_per_node", "timeout_min", "mem_gb", "cpus_per_task", "nodes",
+                "tasks_per_node"):
+        assert key in launcher, key
+    assert (launcher.gpus_per_node, launcher.tasks_per_node, launcher.nodes) == (1, 1, 1)
+    assert launcher.submitit_folder.endswith("/.submitit/%j")
+
+
+def test_local_launcher_config_hides_gpus_by_default():
+    launcher = compose_with_hydra("hydra/launcher=local").hydra.launcher
+    assert launcher._target_.endswith("submitit_launcher.LocalLauncher")
+    assert (launcher.gpus_per_node, launcher.nodes, launcher.tasks_per_node) == (0, 1, 1)
+
+
+def test_slurm_keys_reach_the_sbatch_script(tmp_path, monkeypatch):
+    """Build the sbatch script the launcher would submit (a stand-in `srun` on PATH, no cluster)."""
+    import submitit
+    from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
+
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    (fake_bin / "srun").write_text("#!/bin/sh\nexit 0\n")
+    (fake_bin / "srun").chmod(stat.S_IRWXU)
+    monkeypatch.setenv("PATH", f"{fake_bin}{os.pathsep}{os.environ['PATH']}")
+    cfg = compose_with_hydra(
+        "hydra/launcher=slurm", "hydra.launcher.partition=gpu", "hydra.launcher.nodes=2",
+        "hydra.launcher.gpus_per_node=4", "hydra.launcher.tasks_per_node=4",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+    )
+    params = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
+    # What hydra_submitit_launcher.BaseSubmititLauncher.launch does with these keys:
+    executor = submitit.AutoExecutor(folder=params.pop("submitit_folder"), cluster="slurm")
+    params.pop("_target_")
+    params.pop("max_num_timeout")
+    base = set(OmegaConf.structured(BaseQueueConf).keys())
+    executor.update_parameters(**{k if k in base else f"slurm_{k}": v for k, v in params.items()})
+    script = executor._executor._make_submission_file_text("python -u train.py", "0")
+    for line in ("--partition=gpu", "--nodes=2", "--gpus-per-node=4", "--ntasks-per-node=4",
+                 "--cpus-per-task=4", "--mem=16GB", "--time=60"):
+        assert f"#SBATCH {line}\n" in script, line
+
+
+@pytest.mark.slow
+def test_local_submitit_multirun_two_jobs_with_offline_wandb(tmp_path):
+    sweep = tmp_path / "sweep"
+    run_train(
+        "-m", "hydra/launcher=local", "seed=0,1", "trainer.epochs=2", "logger=wandb",
+        "logger.mode=offline", "logger.log_gradcheck=false", "trainer.progress=false",
+        "dataset.n_samples=200", f"hydra.sweep.dir={sweep}",
+    )
+    run_ids = set()
+    for job in ("0", "1"):
+        summary = json.loads((sweep / job / "summary.json").read_text())
+        assert math.isfinite(summary["val/best_loss"])
+        overrides = yaml.safe_load((sweep / job / ".hydra" / "overrides.yaml").read_text())
+        assert f"seed={job}" in overrides
+        runs = list((sweep / job / "wandb").glob("offline-run-*"))
+        assert len(runs) == 1, runs
+        (records,) = runs[0].glob("run-*.wandb")
+        assert records.stat().st_size > 0
+        run_ids.add(runs[0].name.rsplit("-", 1)[1])
+    assert len(run_ids) == 2  # two W&B runs, not one shared
+    # Run by submitit (each job in its own process), not by Hydra's basic launcher.
+    assert len(list((sweep / ".submitit").glob("*/*_result.pkl"))) == 2
+
+
+def test_optuna_search_space_parses_into_valid_overrides():
+    from hydra_plugins.hydra_optuna_sweeper._impl import create_params_from_overrides
+    from optuna.distributions import CategoricalDistribution, LogUniformDistribution
+
+    sweeper = compose_with_hydra(hparams_search()).hydra.sweeper
+    assert sweeper._target_.endswith("optuna_sweeper.OptunaSweeper")
+    assert sweeper.sampler._target_ == "optuna.samplers.TPESampler"
+    assert sweeper.sampler.seed is not None
+    assert (sweeper.direction, sweeper.n_trials) == ("minimize", 20)
+    distributions, fixed = create_params_from_overrides(
+        [f"{key}={value}" for key, value in sweeper.params.items()]
+    )
+    assert set(distributions) == SEARCHED and not fixed
+    assert isinstance(distributions["optimizer.lr"], LogUniformDistribution)
+    hidden = distributions["model.hidden"]
+    assert isinstance(hidden, CategoricalDistribution)
+    # Optuna hands each choice back as a string; Hydra must parse it into the list of widths.
+    parser = OverridesParser.create()
+    widths = [parser.parse_override(f"model.hidden={choice}").value() for choice in hidden.choices]
+    assert widths == [[8], [16], [32], [16, 16], [32, 32]]
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        cfg = compose("config", overrides=[f"model.hidden={hidden.choices[3]}"])
+    assert list(cfg.model.hidden) == [16, 16]
+
+
+@pytest.mark.slow
+def test_optuna_search_three_trials(tmp_path):
+    sweep = tmp_path / "search"
+    run_train(
+        "-m", hparams_search(), "hydra.sweeper.n_trials=3", "trainer.epochs=2", "logger=none",
+        "logger.log_gradcheck=false", "trainer.progress=false", "dataset.n_samples=200",
+        f"hydra.sweep.dir={sweep}",
+    )
+    result = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert result["name"] == "optuna"
+    assert set(result["best_params"]) == SEARCHED
+    trials = {}
+    for job in ("0", "1", "2"):
+        summary = json.loads((sweep / job / "summary.json").read_text())
+        overrides = yaml.safe_load((sweep / job / ".hydra" / "overrides.yaml").read_text())
+        trials[job] = (summary["val/best_loss"], overrides)
+    best_loss, best_overrides = min(trials.values(), key=lambda trial: trial[0])
+    # The objective is what each trial returned: its best validation loss.
+    assert result["best_value"] == pytest.approx(best_loss, rel=1e-12)
+    assert f"model.hidden={result['best_params']['model.hidden']}" in best_overrides
+    assert len({tuple(overrides[:3]) for _, overrides in trials.values()}) == 3  # distinct trials
