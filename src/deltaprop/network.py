@@ -11,7 +11,6 @@ matrix W_l of shape (n_{l-1}, n_l) and biases b_l of shape (n_l,). `params[i]` i
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Optional
 
 import jax
 import jax.numpy as jnp
@@ -72,14 +71,16 @@ def layer_sizes(params: Params) -> tuple[int, ...]:
     return (params[0]["W"].shape[0],) + tuple(layer["W"].shape[1] for layer in params)
 
 
-def check_batch(params: Params, x: ArrayLike, y: Optional[ArrayLike] = None) -> None:
+def check_batch(params: Params, x: ArrayLike, y: ArrayLike | None = None) -> None:
     """Raise ValueError when x or y do not fit the network (shapes are static, so this is jit-safe).
 
     Args:
       x: (N, n_1).
       y: (N, n_L) of 0/1 targets, or None.
     """
-    sizes = layer_sizes(params)
+    if not params:
+        raise ValueError("params is empty: a network needs at least one layer after the input")
+    sizes = validate_sizes(layer_sizes(params))
     x_shape = jnp.shape(x)
     if len(x_shape) != 2 or x_shape[1] != sizes[0]:
         raise ValueError(
@@ -93,7 +94,7 @@ def check_batch(params: Params, x: ArrayLike, y: Optional[ArrayLike] = None) -> 
         )
 
 
-def linear(a: jax.Array, layer: dict[str, jax.Array], matmul_dtype: Optional[DTypeLike] = None):
+def linear(a: jax.Array, layer: dict[str, jax.Array], matmul_dtype: DTypeLike | None = None):
     """z = a W + b. With matmul_dtype (e.g. bf16) the product runs in that dtype and accumulates
     in the parameters' dtype: master weights stay float32."""
     if matmul_dtype is None:
@@ -106,7 +107,7 @@ def linear(a: jax.Array, layer: dict[str, jax.Array], matmul_dtype: Optional[DTy
     return product + layer["b"]
 
 
-def forward(params: Params, x: ArrayLike, matmul_dtype: Optional[DTypeLike] = None) -> jax.Array:
+def forward(params: Params, x: ArrayLike, matmul_dtype: DTypeLike | None = None) -> jax.Array:
     """Logits z_L of the output layer.
 
     Args:
