@@ -14,7 +14,7 @@ No jax.grad, vjp, jvp or linearize is used in this module; `loss_fn_manual` wire
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -38,7 +38,7 @@ class BackpropTrace(NamedTuple):
     grads: Params  # [{"W": ∂L/∂W_l, "b": ∂L/∂b_l}]
 
 
-def _matmul(a: jax.Array, b: jax.Array, matmul_dtype: Optional[DTypeLike]) -> jax.Array:
+def _matmul(a: jax.Array, b: jax.Array, matmul_dtype: DTypeLike | None) -> jax.Array:
     if matmul_dtype is None:
         return a @ b
     return jnp.matmul(
@@ -47,7 +47,7 @@ def _matmul(a: jax.Array, b: jax.Array, matmul_dtype: Optional[DTypeLike]) -> ja
 
 
 def backprop(
-    params: Params, x: ArrayLike, y: ArrayLike, matmul_dtype: Optional[DTypeLike] = None
+    params: Params, x: ArrayLike, y: ArrayLike, matmul_dtype: DTypeLike | None = None
 ) -> BackpropTrace:
     """One forward pass that saves z_l and a_l, then the δ recursion from layer L down to 2.
 
@@ -94,7 +94,7 @@ def backprop(
 
 
 def manual_value_and_grad(
-    params: Params, x: ArrayLike, y: ArrayLike, matmul_dtype: Optional[DTypeLike] = None
+    params: Params, x: ArrayLike, y: ArrayLike, matmul_dtype: DTypeLike | None = None
 ) -> tuple[jax.Array, Params]:
     """(loss, gradients) from one hand-written forward and backward pass."""
     trace = backprop(params, x, y, matmul_dtype)
@@ -102,7 +102,7 @@ def manual_value_and_grad(
 
 
 def manual_grad(
-    params: Params, x: ArrayLike, y: ArrayLike, matmul_dtype: Optional[DTypeLike] = None
+    params: Params, x: ArrayLike, y: ArrayLike, matmul_dtype: DTypeLike | None = None
 ) -> Params:
     """∂L/∂params by the δ recursion; same structure as `params`. Jit-compatible.
 
@@ -131,7 +131,7 @@ def _loss_fn_manual_forward(params, x, y):
 
 def _loss_fn_manual_backward(residuals, loss_cotangent):
     grads, input_grad, label_grad = residuals
-    scale = lambda g: loss_cotangent * g  # noqa: E731  (chain rule through the scalar loss)
+    scale = lambda g: loss_cotangent * g
     return jax.tree.map(scale, grads), scale(input_grad), scale(label_grad)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
@@ -30,7 +30,7 @@ class DatasetConfig:
     name: str = "moons"  # moons | circles | xor | spirals | blobs | breast_cancer | digits_binary | csv
     n_samples: int = 1000
     noise: float = 0.2
-    path: Optional[str] = None  # csv only (??? in conf/dataset/csv.yaml)
+    path: str | None = None  # csv only (??? in conf/dataset/csv.yaml)
     label: str = "label"  # csv only: the label column
     val_fraction: float = 0.15
     test_fraction: float = 0.15
@@ -60,7 +60,7 @@ class TrainerConfig:
     # checkpoint / resume
     checkpoint_every: int = 0  # epochs between checkpoints; 0 = no checkpoints
     keep_checkpoints: int = 3
-    resume: Optional[str] = None  # PATH (run dir or checkpoint) | auto
+    resume: str | None = None  # PATH (run dir or checkpoint) | auto
     debug_nans: bool = False
     # vectorized sweeps
     num_seeds: int = 1
@@ -74,8 +74,8 @@ class LoggerConfig:
     name: str = "wandb"  # wandb | none
     mode: str = "offline"  # offline | online | disabled
     project: str = "deltaprop"
-    entity: Optional[str] = None
-    group: Optional[str] = None
+    entity: str | None = None
+    group: str | None = None
     tags: list[str] = field(default_factory=list)
     log_gradcheck: bool = True
     log_artifacts: bool = True
@@ -104,7 +104,7 @@ class Config:
     worked_example: WorkedExampleConfig = field(default_factory=WorkedExampleConfig)
     seed: int = 0
     objective: str = "val/best_loss"  # what experiments/train.py returns to a Hydra sweeper
-    run_dir: Optional[str] = None  # default: Hydra's run directory, else ./outputs/<time>
+    run_dir: str | None = None  # default: Hydra's run directory, else ./outputs/<time>
     experiment_name: str = "default"
 
 

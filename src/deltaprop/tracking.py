@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 
 class NullLogger:
     """logger=none: keeps nothing beyond what the trainer writes to the run directory."""
 
-    run_id: Optional[str] = None
-    run_path: Optional[str] = None
+    run_id: str | None = None
+    run_path: str | None = None
 
     def log(self, metrics: dict[str, float], step: int) -> None:
         pass
@@ -45,9 +45,9 @@ class WandbLogger(NullLogger):
         logger_cfg: Any,
         config: dict[str, Any],
         run_dir: Path,
-        name: Optional[str] = None,
-        group: Optional[str] = None,
-        resume_id: Optional[str] = None,
+        name: str | None = None,
+        group: str | None = None,
+        resume_id: str | None = None,
         job_type: str = "train",
     ):
         os.environ.setdefault("WANDB_START_METHOD", "thread")
@@ -100,9 +100,9 @@ def make_logger(
     logger_cfg: Any,
     config: dict[str, Any],
     run_dir: Path,
-    name: Optional[str] = None,
-    group: Optional[str] = None,
-    resume_id: Optional[str] = None,
+    name: str | None = None,
+    group: str | None = None,
+    resume_id: str | None = None,
     job_type: str = "train",
 ) -> NullLogger:
     if logger_cfg.name == "none":

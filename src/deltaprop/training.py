@@ -9,8 +9,9 @@ and of vmapped sweeps.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
-from typing import Any, Callable, NamedTuple, Optional
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -30,7 +31,7 @@ class TrainState(NamedTuple):
     epoch: jax.Array  # epochs completed
 
 
-def value_and_grad_fn(grad: str = "manual", matmul_dtype: Optional[Any] = None) -> ValueAndGrad:
+def value_and_grad_fn(grad: str = "manual", matmul_dtype: Any | None = None) -> ValueAndGrad:
     """(params, x, y) -> (loss, ∂L/∂params) by the hand-written pass or by jax.grad."""
     if grad == "manual":
         return partial(manual_value_and_grad, matmul_dtype=matmul_dtype)
@@ -116,7 +117,7 @@ def make_train_epoch(
     optimizer: optax.GradientTransformation,
     value_and_grad: ValueAndGrad,
     batch_size: int,
-    batch_sharding: Optional[jax.sharding.Sharding] = None,
+    batch_sharding: jax.sharding.Sharding | None = None,
 ):
     """A pure epoch: shuffle with a key split off the state, then every minibatch in one scan.
 
