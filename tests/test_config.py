@@ -1,0 +1,107 @@
+"""Config schema and range checks: every yaml in conf/ composes, bad values fail with their key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException
+from omegaconf import DictConfig
+
+import deltaprop.config  # noqa: F401  (registers the structured config schema)
+from deltaprop.config import ConfigError, validate_config
+
+CONF_DIR = Path(__file__).parents[1] / "conf"
+GROUPS = ("model", "dataset", "optimizer", "trainer", "logger", "experiment")
+
+
+def compose_config(*overrides: str) -> DictConfig:
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+def group_options() -> list[tuple[str, str]]:
+    """(group, option) for every yaml file under conf/<group>/, found on disk."""
+    return [
+        (group, path.stem)
+        for group in GROUPS
+        for path in sorted((CONF_DIR / group).glob("*.yaml"))
+    ]
+
+
+def test_every_group_has_options():
+    options = group_options()
+    for group in GROUPS:
+        assert any(found == group for found, _ in options), f"conf/{group}/ has no yaml files"
+
+
+@pytest.mark.parametrize(("group", "option"), group_options(), ids="{0[0]}={0[1]}".format)
+def test_every_option_composes_and_validates(group, option, tmp_path):
+    overrides = [f"{group}={option}"]
+    if group == "dataset" and option == "csv":
+        overrides.append(f"dataset.path={tmp_path / 'data.csv'}")
+    cfg = compose_config(*overrides)
+    validate_config(cfg)
+    if group == "dataset":
+        assert cfg.dataset.name == option
+    if group == "optimizer":
+        assert cfg.optimizer.name == option
+    if group == "logger":
+        assert cfg.logger.name == option
+    if group == "experiment":
+        # experiment files are overrides only: they land on the typed schema's keys
+        assert set(cfg) >= {"model", "dataset", "optimizer", "trainer", "logger"}
+
+
+def test_defaults_compose_and_validate():
+    cfg = compose_config()
+    validate_config(cfg)
+    assert cfg.dataset.name == "moons"
+    assert cfg.logger.name == "wandb"
+    assert cfg.logger.mode == "offline"
+
+
+def test_experiment_overrides_apply():
+    cfg = compose_config("experiment=vanishing_gradients")
+    assert list(cfg.model.hidden) == [30, 30, 30, 30]
+    assert cfg.dataset.name == "digits_binary"
+    assert cfg.experiment_name == "vanishing_gradients"
+
+
+def test_wrong_type_fails_at_compose_time_naming_the_key():
+    with pytest.raises(ConfigCompositionException) as caught:
+        compose_config("optimizer.lr=abc")
+    message = f"{caught.value} {caught.value.__cause__}"
+    assert "optimizer.lr" in message
+    assert "abc" in message
+
+
+@pytest.mark.parametrize(("override", "key"), [("trainer.foo=1", "foo"), ("bar=1", "bar")])
+def test_unknown_key_fails_at_compose_time(override, key):
+    with pytest.raises(ConfigCompositionException) as caught:
+        compose_config(override)
+    assert f"Key '{key}' not in" in str(caught.value.__cause__)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key", "value"),
+    [
+        (["optimizer.lr=0"], "optimizer.lr", "0.0"),
+        (["optimizer.lr=-1"], "optimizer.lr", "-1.0"),
+        (["optimizer.lr=inf"], "optimizer.lr", "inf"),
+        (["optimizer.lr=nan"], "optimizer.lr", "nan"),
+        (["model.hidden=[4,0]"], "model.hidden", "[4, 0]"),
+        (["trainer.epochs=0"], "trainer.epochs", "0"),
+        (["trainer.batch_size=0"], "trainer.batch_size", "0"),
+        (["dataset=csv"], "dataset.path", "None"),
+    ],
+    ids=lambda value: value if isinstance(value, str) else None,
+)
+def test_validate_config_rejects_bad_values(overrides, key, value):
+    cfg = compose_config(*overrides)  # composes: Hydra checks types, not ranges
+    with pytest.raises(ConfigError) as caught:
+        validate_config(cfg)
+    message = str(caught.value)
+    assert message.startswith(f"{key}={value}"), message
+    assert isinstance(caught.value, ValueError)  # the CLI turns ValueError into exit code 2

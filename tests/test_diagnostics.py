@@ -1,0 +1,151 @@
+"""Evaluation metrics and the per-layer gradient statistics, against hand computations (float64).
+
+Inputs are NumPy and the functions under test run jitted, as the trainer runs them (few XLA
+compilations, so the file stays fast).
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from deltaprop.backprop import backprop
+from deltaprop.diagnostics import SATURATION_THRESHOLD, evaluate, layer_statistics, roc_auc
+from deltaprop.losses import loss_fn
+
+SIZES = [3, 5, 4, 1]  # layers 2 and 3 hidden, layer 4 the output
+statistics_of = jax.jit(layer_statistics)
+trace_of = jax.jit(backprop)
+autodiff_grad = jax.jit(jax.grad(loss_fn))
+
+
+def toy_problem(n: int = 20, seed: int = 0):
+    """float64 params for SIZES (Xavier-sized weights) and a batch x: (n, 3), y: (n, 1)."""
+    rng = np.random.default_rng(seed)
+    params = [
+        {"W": rng.uniform(-1, 1, (n_in, n_out)) * np.sqrt(6 / (n_in + n_out)),
+         "b": rng.normal(0, 0.1, n_out)}
+        for n_in, n_out in itertools.pairwise(SIZES)
+    ]
+    x = rng.normal(size=(n, SIZES[0]))
+    y = (rng.uniform(size=(n, SIZES[-1])) < 0.5).astype(np.float64)
+    return params, x, y
+
+
+def test_layer_statistics_keys_per_layer():
+    params, x, y = toy_problem()
+    stats = statistics_of(params, x, y)
+    expected = set()
+    for layer in (2, 3, 4):
+        expected |= {f"layer_{layer}/delta_norm", f"layer_{layer}/grad_W_norm",
+                     f"layer_{layer}/grad_b_norm"}
+    expected |= {"layer_2/saturated", "layer_3/saturated"}  # hidden layers only
+    assert set(stats) == expected
+    assert all(np.shape(value) == () for value in stats.values())
+
+
+def test_layer_statistics_values_by_hand():
+    params, x, y = toy_problem()
+    stats = statistics_of(params, x, y)
+    trace = trace_of(params, x, y)
+    autodiff = autodiff_grad(params, x, y)
+    for index, layer in enumerate((2, 3, 4)):
+        delta = np.asarray(trace.deltas[index])
+        np.testing.assert_allclose(
+            stats[f"layer_{layer}/delta_norm"], np.sqrt((delta**2).sum()), rtol=1e-12
+        )
+        # the gradient norms are those of the true gradient (checked against jax.grad)
+        for leaf in ("W", "b"):
+            np.testing.assert_allclose(
+                stats[f"layer_{layer}/grad_{leaf}_norm"],
+                np.sqrt((np.asarray(autodiff[index][leaf]) ** 2).sum()),
+                rtol=1e-12,
+            )
+    for index, layer in enumerate((2, 3)):
+        a = np.asarray(trace.activations[index + 1])  # a_l = σ(z_l)
+        saturated = np.mean(a * (1 - a) < SATURATION_THRESHOLD)
+        assert float(stats[f"layer_{layer}/saturated"]) == pytest.approx(saturated, abs=1e-6)
+
+
+def test_delta_norm_is_that_of_dloss_dz():
+    """δ_l = ∂L/∂z_l, checked through autodiff: add a zero offset to z_l and differentiate."""
+    params, x, y = toy_problem()
+
+    @jax.jit
+    def dloss_dz(offsets):
+        def loss(offsets):
+            a = x
+            for layer, offset in zip(params, offsets, strict=True):
+                z = a @ layer["W"] + layer["b"] + offset
+                a = jax.nn.sigmoid(z)
+            return jnp.mean(jnp.maximum(z, 0) - z * y + jnp.log1p(jnp.exp(-jnp.abs(z))))
+
+        return jax.grad(loss)(offsets)
+
+    stats = statistics_of(params, x, y)
+    gradients = dloss_dz([np.zeros((x.shape[0], n)) for n in SIZES[1:]])
+    for gradient, layer in zip(gradients, (2, 3, 4), strict=True):
+        np.testing.assert_allclose(
+            stats[f"layer_{layer}/delta_norm"], np.linalg.norm(gradient), rtol=1e-12
+        )
+
+
+def test_saturation_is_one_when_pre_activations_are_huge():
+    params, x, y = toy_problem()
+    assert float(statistics_of(params, x, y)["layer_2/saturated"]) < 0.5
+    # one of the five units of layer 2 driven to |z| ≥ 1e2 on every example: 1/5 saturated
+    W = params[0]["W"].copy()
+    W[:, 0] = 1e4 * np.sign(W[:, 0])
+    one_unit = [{"W": W, "b": np.r_[0.0, params[0]["b"][1:]]}, *params[1:]]
+    x_positive = np.abs(x) + 0.01
+    z_2 = x_positive @ W + one_unit[0]["b"]
+    assert np.all(np.abs(z_2[:, 0]) >= 1e2) and np.all(np.abs(z_2[:, 1:]) < 5)
+    stats = statistics_of(one_unit, x_positive, y)
+    assert float(stats["layer_2/saturated"]) == pytest.approx(0.2, abs=1e-6)
+    # every z_2 = ±1e4 (the sign of x's first column): σ'(z_2) = 0 exactly
+    W = np.zeros_like(params[0]["W"])
+    W[0] = 1e4
+    saturated = [{"W": W, "b": params[0]["b"] * 0}, *params[1:]]
+    stats = statistics_of(saturated, x, y)
+    assert float(stats["layer_2/saturated"]) == 1.0
+    assert float(stats["layer_3/saturated"]) < 1.0
+    assert float(stats["layer_2/delta_norm"]) < 1e-15  # σ' ≈ e^{−|z|}: no error signal left
+    assert all(np.isfinite(float(value)) for value in stats.values())
+
+
+def test_evaluate_by_hand():
+    params, x, y = toy_problem()
+    evaluate_jit = jax.jit(evaluate)
+    result = evaluate_jit(params, x, y)
+    probabilities = np.asarray(trace_of(params, x, y).activations[-1])
+    np.testing.assert_allclose(result["probabilities"], probabilities, rtol=1e-12)
+    z = np.log(probabilities / (1 - probabilities))  # logits, recovered
+    bce = np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z)))
+    np.testing.assert_allclose(result["loss"], bce.mean(), rtol=1e-10)
+    expected_acc = np.mean((probabilities > 0.5) == (y > 0.5))
+    assert float(result["acc"]) == pytest.approx(expected_acc, abs=1e-6)  # a float32 mean
+    assert 0 < expected_acc < 1
+    perfect = evaluate_jit(params, x, (probabilities > 0.5).astype(np.float64))
+    assert float(perfect["acc"]) == 1.0
+
+
+def test_roc_auc_matches_sklearn():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, size=(50, 1)).astype(float)
+    probabilities = np.clip(0.3 * y + rng.uniform(size=(50, 1)), 0, 1)
+    value = roc_auc(y, probabilities)
+    assert value == pytest.approx(roc_auc_score(y.ravel(), probabilities.ravel()), abs=1e-15)
+    assert 0.5 < value < 1.0
+    assert roc_auc(y, y) == 1.0
+    assert roc_auc(y, 1 - y) == 0.0
+
+
+@pytest.mark.parametrize("label", [0.0, 1.0])
+def test_roc_auc_is_nan_for_a_single_class(label):
+    y = np.full((8, 1), label)
+    assert np.isnan(roc_auc(y, np.linspace(0, 1, 8)[:, None]))
