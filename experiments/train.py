@@ -14,17 +14,20 @@ from omegaconf import DictConfig
 
 import deltaprop
 import deltaprop.config  # noqa: F401  (registers the structured config schema)
+from deltaprop.trainer import TrainingDiverged
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float:
     try:
         metrics = deltaprop.train(cfg)
-    except ValueError as error:  # ConfigError, DataError: bad input, found before any work
+    except (ValueError, TrainingDiverged) as error:
+        # ValueError: bad config, data or checkpoint, found before any work (exit 2);
+        # TrainingDiverged: NaN/inf during training, last good checkpoint kept (exit 3).
         print(f"error: {error}", file=sys.stderr)
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             raise  # let Hydra mark this job failed and go on with the others
-        sys.exit(2)
+        sys.exit(2 if isinstance(error, ValueError) else 3)
     return metrics[cfg.objective]
 
 

@@ -26,6 +26,7 @@ __all__ = [
     "manual_value_and_grad",
     "predict_proba",
     "relative_error",
+    "TrainingDiverged",
     "train",
 ]
 __version__ = "0.1.0"
@@ -33,8 +34,8 @@ __version__ = "0.1.0"
 
 def __getattr__(name: str):
     # `deltaprop.train(cfg)` without importing Hydra, W&B and matplotlib for the math alone.
-    if name == "train":
-        from deltaprop.trainer import train
+    if name in ("train", "TrainingDiverged"):
+        from deltaprop import trainer
 
-        return train
+        return getattr(trainer, name)
     raise AttributeError(f"module 'deltaprop' has no attribute {name!r}")

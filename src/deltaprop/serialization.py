@@ -1,12 +1,14 @@
 """Parameters on disk as safetensors: plain arrays and a JSON header, nothing executable.
 
-Layout: tensors "layer_{l}/W" and "layer_{l}/b" for l = 2..L, metadata {"sizes": "[...]"}.
-A file that is not safetensors (a pickle, say) is refused, never unpickled.
+Layout: tensors "layer_{l}/W" (n_{l−1}, n_l) and "layer_{l}/b" (n_l,) for l = 2..L, metadata
+{"sizes": "[n_1, ..., n_L]"}. A file that is not safetensors (a pickle, say) is refused, never
+unpickled: torch.load's own docs warn never to unpickle data from an untrusted source.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import jax
@@ -14,12 +16,29 @@ import numpy as np
 
 from deltaprop.network import Params, layer_sizes
 
+# Suffixes of formats that are (or may be) pickles: torch, joblib, numpy with allow_pickle.
+PICKLE_SUFFIXES = (".pkl", ".pickle", ".pt", ".pth", ".ckpt", ".joblib", ".npy", ".npz")
+_TENSOR_NAME = re.compile(r"layer_(\d+)/(W|b)")
+
 
 class UnsafeFileError(ValueError):
     """A parameter file that is not in a format we load without executing anything."""
 
 
+def looks_like_pickle(path: Path) -> bool:
+    """A pickle suffix, or the pickle protocol ≥ 2 opcode PROTO (0x80) as the first byte."""
+    path = Path(path)
+    if path.suffix.lower() in PICKLE_SUFFIXES:
+        return True
+    try:
+        with open(path, "rb") as file:
+            return file.read(1) == b"\x80"
+    except OSError:
+        return False
+
+
 def save_params(params: Params, path: Path) -> Path:
+    """Write params (list of {"W": (n_in, n_out), "b": (n_out,)}) as one safetensors file."""
     from safetensors.numpy import save_file
 
     path = Path(path)
@@ -34,23 +53,60 @@ def save_params(params: Params, path: Path) -> Path:
 
 
 def load_params(path: Path) -> Params:
-    """Read parameters saved by `save_params`; raise UnsafeFileError for anything else."""
-    from safetensors import SafetensorError
-    from safetensors.numpy import load_file
+    """Read parameters saved by `save_params` as numpy arrays.
+
+    Raises:
+      FileNotFoundError: no such file.
+      UnsafeFileError: not safetensors (pickles are refused, never unpickled), or not a
+        consistent deltaprop parameter file (missing layers, shapes that do not chain).
+    """
+    from safetensors import SafetensorError, safe_open
 
     path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such parameter file")
     try:
-        tensors = load_file(str(path))
+        with safe_open(str(path), framework="numpy") as file:
+            metadata = file.metadata() or {}
+            tensors = {name: file.get_tensor(name) for name in file.keys()}  # noqa: SIM118
     except (SafetensorError, OSError, ValueError) as error:
+        kind = "looks like a pickle" if looks_like_pickle(path) else "is not a safetensors file"
         raise UnsafeFileError(
-            f"{path} is not a safetensors file ({error}); refusing to load it "
-            "(pickles and other executable formats are never loaded)"
+            f"{path} {kind} ({error}); refusing to load it: parameters are read from "
+            "safetensors only, pickles are never unpickled"
         ) from None
-    n_layers = len(tensors) // 2
-    try:
-        return [
-            {"W": tensors[f"layer_{l}/W"], "b": tensors[f"layer_{l}/b"]}
-            for l in range(2, n_layers + 2)
-        ]
-    except KeyError as missing:
-        raise UnsafeFileError(f"{path}: missing tensor {missing}; not a deltaprop file") from None
+    return _params_from_tensors(tensors, metadata, path)
+
+
+def _params_from_tensors(
+    tensors: dict[str, np.ndarray], metadata: dict[str, str], path: Path
+) -> Params:
+    unknown = sorted(name for name in tensors if not _TENSOR_NAME.fullmatch(name))
+    if unknown or not tensors:
+        raise UnsafeFileError(
+            f"{path}: not a deltaprop parameter file (unexpected tensors: {unknown or 'none'})"
+        )
+    n_layers = max(int(_TENSOR_NAME.fullmatch(name).group(1)) for name in tensors) - 1
+    params: Params = []
+    for number in range(2, n_layers + 2):  # textbook layer numbers l = 2..L
+        try:
+            weights, biases = tensors[f"layer_{number}/W"], tensors[f"layer_{number}/b"]
+        except KeyError as missing:
+            raise UnsafeFileError(f"{path}: missing tensor {missing}") from None
+        chains = (
+            weights.ndim == 2
+            and biases.shape == (weights.shape[1],)
+            and (not params or params[-1]["W"].shape[1] == weights.shape[0])
+        )
+        if not chains:
+            raise UnsafeFileError(
+                f"{path}: layer {number} has W {weights.shape} and b {biases.shape}, which do "
+                "not chain (W_l must be (n_(l-1), n_l) and b_l (n_l,))"
+            )
+        params.append({"W": weights, "b": biases})
+    if "sizes" in metadata and json.loads(metadata["sizes"]) != list(layer_sizes(params)):
+        raise UnsafeFileError(
+            f"{path}: metadata sizes {metadata['sizes']} disagree with the tensors' "
+            f"{list(layer_sizes(params))}"
+        )
+    return params

@@ -11,24 +11,35 @@ Run directory after a run:
     layer_norms.png        per-layer ‖δ_l‖ and ‖∂L/∂W_l‖ over training
     decision_boundary.png  2-D datasets only
     params.safetensors     final parameters
+    checkpoints/<epoch>/   orbax checkpoints (trainer.checkpoint_every > 0; see checkpointing.py)
     wandb/offline-run-*    the offline W&B run (logger=wandb)
+
+Resume (trainer.resume=auto or PATH) restores the full TrainState and the metrics history, so the
+final parameters equal those of an uninterrupted run bit for bit: the epoch function is pure and
+evaluation only reads the parameters. After every epoch a jitted all-finite check over the step
+losses and the parameters stops a diverged run (TrainingDiverged) before its state is evaluated
+or saved.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
+import os
 import time
+import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from deltaprop import parallel, plots
+from deltaprop import checkpointing, parallel, plots
 from deltaprop.config import validate_config
 from deltaprop.data import Splits, check_feature_count, load_dataset, split_and_standardize
 from deltaprop.diagnostics import evaluate, layer_statistics, roc_auc
@@ -51,7 +62,7 @@ GRADCHECK_MAX_PARAMS = 20_000  # finite differences cost 4 loss evaluations per 
 @dataclass(frozen=True)
 class Precision:
     dtype: Any  # parameters, optimizer state, loss
-    matmul_dtype: Optional[Any]  # bf16: only the matrix products run in lower precision
+    matmul_dtype: Any | None  # bf16: only the matrix products run in lower precision
 
 
 def precision_of(name: str) -> Precision:
@@ -97,7 +108,7 @@ def resolve_run_dir(cfg: DictConfig) -> Path:
     return run_dir
 
 
-def hydra_job_identity(cfg: DictConfig) -> tuple[Optional[str], Optional[str]]:
+def hydra_job_identity(cfg: DictConfig) -> tuple[str | None, str | None]:
     """(run name, group): in a multirun each job is its own run, grouped by sweep."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
@@ -119,7 +130,7 @@ def cast_splits(splits: Splits, dtype: Any) -> dict[str, jax.Array]:
     }
 
 
-def run_gradcheck(cfg: DictConfig, params: Optional[Params] = None) -> GradcheckReport:
+def run_gradcheck(cfg: DictConfig, params: Params | None = None) -> GradcheckReport:
     """Gradient check of the configured network on a small batch of the configured data."""
     validate_config(cfg)
     splits = prepare_data(cfg)
@@ -143,7 +154,9 @@ def split_metrics(
 
 
 def gradcheck_table(report: GradcheckReport) -> tuple[list[str], list[list[Any]]]:
-    columns = ["layer", "leaf", "shape", "grad_norm", "err_vs_jax_grad", "err_vs_finite_diff", "pass"]
+    columns = [
+        "layer", "leaf", "shape", "grad_norm", "err_vs_jax_grad", "err_vs_finite_diff", "pass"
+    ]
     rows = [
         [r.layer, r.leaf, str(r.shape), r.norm, r.error_autodiff, r.error_finite_differences,
          r.passed]
@@ -156,7 +169,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Train the configured network; return the final metrics (val/best_loss, test/acc, ...).
 
     Raises:
-      ConfigError, DataError (both ValueError): bad input, before any work starts.
+      ConfigError, DataError, CheckpointError (all ValueError): bad input or an unusable
+        checkpoint, found before any output or W&B run starts.
+      TrainingDiverged (RuntimeError): the loss or a parameter became NaN/inf; the W&B run is
+        marked failed and the checkpoints saved before it are kept.
     """
     validate_config(cfg)
     if cfg.trainer.distributed:
@@ -166,7 +182,129 @@ def train(cfg: DictConfig) -> dict[str, float]:
             from deltaprop.sweep import train_sweep  # K seeds × L learning rates, one program
 
             return train_sweep(cfg)
-        return _train(cfg)
+        with checkpointing.quiet_orbax_logs():
+            return _train(cfg)
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or a parameter stopped being finite; the message names the epoch and the layer."""
+
+
+@jax.jit
+def all_finite(step_losses: jax.Array, params: Params) -> jax.Array:
+    """One boolean: every step loss (steps,) and every parameter is finite. Cheap: one reduction."""
+    leaves = [step_losses, *jax.tree.leaves(params)]
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in leaves]))
+
+
+def with_finite_check(epoch_fn: Callable) -> Callable:
+    """(state, x, y) -> (state, step_losses, all finite?): the guard inside the epoch's program."""
+
+    def epoch_and_check(state, x_train, y_train):
+        state, step_losses = epoch_fn(state, x_train, y_train)
+        return state, step_losses, all_finite(step_losses, state.params)
+
+    return epoch_and_check
+
+
+def first_non_finite_parameter(params: Params) -> str | None:
+    """'layer l W' (or b) of the first leaf, in layer order 2..L, holding a NaN or inf."""
+    for index, layer in enumerate(params):
+        for leaf in ("W", "b"):
+            if not np.isfinite(np.asarray(layer[leaf])).all():
+                return f"layer {index + 2} {leaf}"
+    return None
+
+
+def first_non_finite_pre_activation(params: Params, x: jax.Array) -> str | None:
+    """'layer l z' of the first layer whose z_l = a_{l−1} W_l + b_l overflows on the batch x."""
+    a = x
+    for index, layer in enumerate(params):
+        z = np.asarray(a @ layer["W"] + layer["b"])  # z_l = a_{l−1} W_l + b_l
+        if not np.isfinite(z).all():
+            return f"layer {index + 2} z"
+        a = jax.nn.sigmoid(z)  # a_l = σ(z_l)
+    return None
+
+
+def divergence_message(
+    epoch: int,
+    step_losses: jax.Array,
+    params: Params,
+    x: jax.Array | None = None,
+    loss_name: str = "loss",
+) -> str:
+    """e.g. 'loss became non-finite at epoch 3; first non-finite parameter: layer 2 W'.
+
+    With finite parameters (the loss can overflow first: huge weights make z_l = ±inf) and `x`
+    given, the first layer whose pre-activation overflows on x is named instead.
+    """
+    loss_finite = bool(np.isfinite(np.asarray(step_losses)).all())
+    what = "parameters" if loss_finite else loss_name
+    layer = first_non_finite_parameter(params)
+    if layer:
+        return f"{what} became non-finite at epoch {epoch}; first non-finite parameter: {layer}"
+    where = "all parameters are still finite"
+    overflow = first_non_finite_pre_activation(params, x) if x is not None else None
+    if overflow:
+        where += f", but the weights are so large that the first overflow is at {overflow}"
+    return f"{what} became non-finite at epoch {epoch}; {where}"
+
+
+def _locate_nan(epoch_fn: Callable, state, x_train, y_train) -> str | None:
+    """Re-run one epoch op by op (no jit, scan as a Python loop) to name the NaN's source line.
+
+    Only called under trainer.debug_nans=true, after the jitted epoch reported a NaN.
+    """
+    try:
+        with jax.disable_jit():
+            epoch_fn(state, x_train, y_train)
+    except FloatingPointError as error:
+        frames = [
+            frame
+            for frame in traceback.extract_tb(error.__traceback__)
+            if f"{os.sep}deltaprop{os.sep}" in frame.filename
+        ]
+        message = str(error).splitlines()[0]
+        if frames:
+            frame = frames[-1]
+            message += f" at {Path(frame.filename).name}:{frame.lineno}: {frame.line}"
+        return message
+    return None
+
+
+def _debug_nans_scope(enabled: bool):
+    """trainer.debug_nans: JAX re-runs the failing jitted step op by op and names the primitive."""
+    return jax.debug_nans(True) if enabled else contextlib.nullcontext()
+
+
+def _resume_source(cfg: DictConfig, run_dir: Path) -> checkpointing.CheckpointRef | None:
+    """The checkpoint trainer.resume asks for, or None (with a note when `auto` finds none)."""
+    resume = cfg.trainer.resume
+    if not resume:
+        return None
+    if resume == "auto":
+        root = run_dir / checkpointing.CHECKPOINT_DIR
+        found = checkpointing.latest_checkpoint(root)
+        if found is None:
+            print(f"note: trainer.resume=auto: no complete checkpoint in {root}; starting fresh")
+        return found
+    return checkpointing.find_checkpoint(Path(resume))
+
+
+def _check_checkpoint_dir_free(
+    root: Path, source: checkpointing.CheckpointRef | None
+) -> None:
+    """Refuse to mix a new run's checkpoints with an earlier run's in the same directory."""
+    existing = checkpointing.complete_steps(root)
+    if not existing:
+        return
+    if source is not None and source.root.resolve() == root.resolve():
+        return
+    raise checkpointing.CheckpointError(
+        f"{root} already holds checkpoints (epochs {existing[0]}..{existing[-1]}) of an earlier "
+        "run; continue it with trainer.resume=auto, or choose another run_dir / hydra.run.dir"
+    )
 
 
 def _train(cfg: DictConfig) -> dict[str, float]:
@@ -186,6 +324,26 @@ def _train(cfg: DictConfig) -> dict[str, float]:
     optimizer = make_optimizer(cfg.optimizer, steps_per_epoch, cfg.trainer.epochs)
     value_and_grad = value_and_grad_fn(cfg.trainer.grad, precision.matmul_dtype)
     state = init_train_state(params, optimizer, data_key)
+
+    # Checkpoints: everything is checked before any output or W&B run starts.
+    metadata = checkpointing.run_metadata(
+        sizes, cfg.dataset.name, splits.feature_names, cfg.optimizer.name, cfg.trainer.precision
+    )
+    checkpoint_root = run_dir / checkpointing.CHECKPOINT_DIR
+    source = _resume_source(cfg, run_dir)
+    progress = checkpointing.Progress()
+    if source is not None:
+        state, progress = checkpointing.restore_checkpoint(source, state, metadata)
+        if int(state.epoch) > cfg.trainer.epochs:
+            raise checkpointing.CheckpointError(
+                f"checkpoint {source.path} is at epoch {int(state.epoch)}, past "
+                f"trainer.epochs={cfg.trainer.epochs}"
+            )
+        print(f"resuming from {source.path} (epoch {int(state.epoch)} of {cfg.trainer.epochs})")
+    if cfg.trainer.checkpoint_every:
+        _check_checkpoint_dir_free(checkpoint_root, source)
+    start_epoch = int(state.epoch)
+
     sharding = None
     if cfg.trainer.data_parallel:
         mesh = parallel.data_mesh()
@@ -193,54 +351,87 @@ def _train(cfg: DictConfig) -> dict[str, float]:
         sharding = parallel.batch_sharding(mesh)
         state = parallel.replicate(state, mesh)
         arrays = parallel.replicate(arrays, mesh)
-    train_epoch = jax.jit(
-        make_train_epoch(optimizer, value_and_grad, cfg.trainer.batch_size, sharding)
-    )
+    epoch_fn = make_train_epoch(optimizer, value_and_grad, cfg.trainer.batch_size, sharding)
+    train_epoch = jax.jit(with_finite_check(epoch_fn))
     evaluate_fn = jax.jit(evaluate)
     statistics_fn = jax.jit(layer_statistics)
 
     name, group = hydra_job_identity(cfg)
     config_dict = OmegaConf.to_container(cfg, resolve=True)
-    logger = make_logger(cfg.logger, config_dict, run_dir, name=name, group=group)
+    logger = make_logger(
+        cfg.logger, config_dict, run_dir, name=name, group=group,
+        resume_id=progress.wandb_run_id,
+    )
+    progress.wandb_run_id = logger.run_id
+    manager = None
+    if cfg.trainer.checkpoint_every:
+        manager = checkpointing.open_manager(checkpoint_root, cfg.trainer.keep_checkpoints)
     exit_code = 1
     try:
         n_params = sum(leaf.size for leaf in jax.tree.leaves(params))
-        if n_params <= GRADCHECK_MAX_PARAMS and cfg.logger.log_gradcheck:
+        if n_params <= GRADCHECK_MAX_PARAMS and cfg.logger.log_gradcheck and source is None:
             report = gradcheck(
                 params, splits.x_train[:GRADCHECK_BATCH], splits.y_train[:GRADCHECK_BATCH]
             )
             logger.log_table("gradcheck", *gradcheck_table(report))
 
-        history: list[dict[str, float]] = []
-        best_val_loss = float("inf")
-        progress = tqdm(
-            range(1, cfg.trainer.epochs + 1),
+        history = progress.history
+        progress_bar = tqdm(
+            range(start_epoch + 1, cfg.trainer.epochs + 1),
             desc="train",
             unit="epoch",
+            initial=start_epoch,
+            total=cfg.trainer.epochs,
             disable=not cfg.trainer.progress,
             dynamic_ncols=True,
         )
-        for epoch in progress:
-            state, step_losses = train_epoch(state, arrays["x_train"], arrays["y_train"])
-            if epoch % cfg.trainer.eval_every and epoch != cfg.trainer.epochs:
-                continue
-            metrics = {"epoch": epoch, "train/epoch_loss": float(jnp.mean(step_losses))}
-            metrics |= split_metrics(
-                evaluate_fn, state.params, arrays["x_train"], arrays["y_train"], "train"
-            )
-            metrics |= split_metrics(
-                evaluate_fn, state.params, arrays["x_val"], arrays["y_val"], "val"
-            )
-            statistics = statistics_fn(state.params, arrays["x_train"], arrays["y_train"])
-            metrics |= {f"grads/{key}": float(value) for key, value in statistics.items()}
-            best_val_loss = min(best_val_loss, metrics["val/loss"])
-            metrics["val/best_loss"] = best_val_loss
-            history.append(metrics)
-            logger.log(metrics, step=epoch)
-            progress.set_postfix(
-                loss=f"{metrics['train/loss']:.4f}", val_acc=f"{metrics['val/acc']:.3f}"
-            )
-        progress.close()
+        with _debug_nans_scope(cfg.trainer.debug_nans):
+            for epoch in progress_bar:
+                previous = state
+                try:
+                    state, step_losses, finite = train_epoch(
+                        state, arrays["x_train"], arrays["y_train"]
+                    )
+                    finite = bool(finite)  # the one host sync per epoch
+                except FloatingPointError as error:  # trainer.debug_nans=true caught a NaN
+                    where = _locate_nan(epoch_fn, previous, arrays["x_train"], arrays["y_train"])
+                    raise TrainingDiverged(
+                        f"NaN at epoch {epoch} (trainer.debug_nans): {where or error}"
+                    ) from error
+                if not finite:  # stop before this state is evaluated or checkpointed
+                    message = divergence_message(
+                        epoch, step_losses, state.params, arrays["x_train"]
+                    )
+                    raise _diverged(message, manager)
+                if epoch % cfg.trainer.eval_every == 0 or epoch == cfg.trainer.epochs:
+                    metrics = {"epoch": epoch, "train/epoch_loss": float(jnp.mean(step_losses))}
+                    metrics |= split_metrics(
+                        evaluate_fn, state.params, arrays["x_train"], arrays["y_train"], "train"
+                    )
+                    metrics |= split_metrics(
+                        evaluate_fn, state.params, arrays["x_val"], arrays["y_val"], "val"
+                    )
+                    for loss_name in ("train/loss", "val/loss"):  # a whole split can overflow
+                        if not math.isfinite(metrics[loss_name]):
+                            message = divergence_message(
+                                epoch, jnp.array([metrics[loss_name]]), state.params,
+                                arrays["x_train"], loss_name=loss_name,
+                            )
+                            raise _diverged(message, manager)
+                    statistics = statistics_fn(state.params, arrays["x_train"], arrays["y_train"])
+                    metrics |= {f"grads/{key}": float(value) for key, value in statistics.items()}
+                    progress.best_val_loss = min(progress.best_val_loss, metrics["val/loss"])
+                    metrics["val/best_loss"] = progress.best_val_loss
+                    history.append(metrics)
+                    logger.log(metrics, step=epoch)
+                    progress_bar.set_postfix(
+                        loss=f"{metrics['train/loss']:.4f}", val_acc=f"{metrics['val/acc']:.3f}"
+                    )
+                if manager is not None and (
+                    epoch % cfg.trainer.checkpoint_every == 0 or epoch == cfg.trainer.epochs
+                ):
+                    checkpointing.save_checkpoint(manager, state, progress, metadata)
+        progress_bar.close()
 
         final = dict(history[-1])
         final |= split_metrics(
@@ -250,16 +441,34 @@ def _train(cfg: DictConfig) -> dict[str, float]:
         logger.summarize(final)
         exit_code = 0
     finally:
+        if manager is not None:
+            manager.wait_until_finished()  # a save in flight completes; a diverged state never
+            manager.close()  # was handed to it
         logger.finish(exit_code)
     print_summary(final, run_dir, logger.run_path)
     return final
 
 
+def _diverged(message: str, manager) -> TrainingDiverged:
+    """The error for a diverged run, naming the last good checkpoint (waits for its save)."""
+    if manager is None:
+        message += "; no checkpoint to go back to (trainer.checkpoint_every=0)"
+    else:
+        manager.wait_until_finished()
+        step = manager.latest_step()
+        if step is None:
+            message += "; no checkpoint was saved before it"
+        else:
+            path = Path(manager.directory) / str(step)
+            message += f"; last good checkpoint: {path} (epoch {step})"
+    hint = ". Lower optimizer.lr, or rerun with trainer.debug_nans=true to find the operation"
+    return TrainingDiverged(message + hint)
+
+
 def write_outputs(run_dir, history, final, params, splits, logger, step) -> None:
     """Metrics history, summary, plots and parameters into the run directory (and to W&B)."""
     with open(run_dir / "metrics.jsonl", "w") as file:
-        for row in history:
-            file.write(json.dumps(row) + "\n")
+        file.writelines(json.dumps(row) + "\n" for row in history)
     (run_dir / "summary.json").write_text(json.dumps(final, indent=2))
     images = {
         "plots/loss_curves": plots.plot_loss_curves(history, run_dir / "loss_curves.png"),
@@ -278,7 +487,7 @@ def write_outputs(run_dir, history, final, params, splits, logger, step) -> None
     logger.log_artifact("params", "model", params_path)
 
 
-def print_summary(final: dict[str, float], run_dir: Path, wandb_path: Optional[str]) -> None:
+def print_summary(final: dict[str, float], run_dir: Path, wandb_path: str | None) -> None:
     keys = [key for key in final if key.split("/")[0] in ("train", "val", "test")]
     width = max(len(key) for key in keys)
     lines = ["", "final metrics:"]

@@ -1,0 +1,313 @@
+"""Checkpoints with orbax: the whole training state, saved atomically, restored exactly.
+
+One checkpoint is one orbax step directory `<run_dir>/checkpoints/<epoch>/` with three items:
+    state     params, optimizer state, PRNG key data, epoch      (StandardSave: TensorStore/OCDBT)
+    progress  best validation loss, metrics history, W&B run id (JSON)
+    meta      layer sizes, dataset, feature names, optimizer, precision (JSON), checked on resume
+
+orbax writes each step into `<epoch>.orbax-checkpoint-tmp-*` and renames it when complete (with
+`commit_success.txt` inside), so a kill during a save leaves the earlier steps loadable; only
+complete steps are ever restored. Nothing here unpickles: the arrays are TensorStore, the rest
+JSON. The data order needs no state of its own: each epoch's shuffle is split off the restored
+PRNG key. orbax is imported on first use, so a run that fails its input checks exits quickly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import jax
+
+from deltaprop.serialization import looks_like_pickle
+from deltaprop.training import TrainState
+
+if TYPE_CHECKING:
+    import orbax.checkpoint as ocp
+
+CHECKPOINT_DIR = "checkpoints"
+COMMIT_MARKER = "commit_success.txt"  # orbax writes it last, before the atomic rename
+TMP_MARKER = ".orbax-checkpoint-tmp"
+FORMAT = "deltaprop-checkpoint/1"
+_ITEMS = ("state", "progress", "meta")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used: missing, incomplete, unsafe, or from another setup."""
+
+
+@dataclass
+class Progress:
+    """Host-side training progress saved next to the TrainState."""
+
+    best_val_loss: float = math.inf
+    history: list[dict[str, Any]] = field(default_factory=list)
+    wandb_run_id: str | None = None
+
+
+@dataclass(frozen=True)
+class CheckpointRef:
+    """One complete checkpoint: the orbax root directory and the step (= epochs completed)."""
+
+    root: Path
+    step: int
+
+    @property
+    def path(self) -> Path:
+        return self.root / str(self.step)
+
+
+def run_metadata(
+    sizes: list[int],
+    dataset: str,
+    feature_names: tuple[str, ...],
+    optimizer: str,
+    precision: str,
+) -> dict[str, Any]:
+    """What a checkpoint must agree on with the run that restores it."""
+    return {
+        "format": FORMAT,
+        "sizes": [int(size) for size in sizes],
+        "dataset": dataset,
+        "n_features": len(feature_names),
+        "feature_names": list(feature_names),
+        "optimizer": optimizer,
+        "precision": precision,
+    }
+
+
+@contextlib.contextmanager
+def quiet_orbax_logs(level: int = logging.WARNING):
+    """orbax logs every save at INFO through absl; Hydra shows INFO. Scope a higher level."""
+    logger = logging.getLogger("absl")
+    previous = logger.level
+    logger.setLevel(max(level, previous))
+    try:
+        yield
+    finally:
+        logger.setLevel(previous)
+
+
+# ---------------------------------------------------------------- finding checkpoints
+
+
+def is_complete(step_dir: Path) -> bool:
+    """A finalized orbax step: an integer name, no tmp suffix, and the commit marker inside."""
+    return (
+        step_dir.is_dir()
+        and step_dir.name.isdigit()
+        and (step_dir / COMMIT_MARKER).is_file()
+        and all((step_dir / item).is_dir() for item in _ITEMS)
+    )
+
+
+def complete_steps(root: Path) -> list[int]:
+    """Sorted steps under `root` that were completely written (tmp and partial dirs ignored)."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    return sorted(int(child.name) for child in root.iterdir() if is_complete(child))
+
+
+def latest_checkpoint(root: Path) -> CheckpointRef | None:
+    steps = complete_steps(root)
+    return CheckpointRef(Path(root), steps[-1]) if steps else None
+
+
+def _unsafe_files(directory: Path) -> list[str]:
+    return sorted(
+        child.name for child in directory.iterdir() if child.is_file() and looks_like_pickle(child)
+    )
+
+
+def find_checkpoint(path: Path) -> CheckpointRef:
+    """Resolve trainer.resume=PATH: a run directory, its `checkpoints/` directory, or one step.
+
+    Raises:
+      CheckpointError: PATH is missing, a file (a pickle, say: never loaded), or holds no
+        complete orbax checkpoint.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"trainer.resume={str(path)!r}: no such file or directory")
+    if path.is_file():
+        kind = "a pickle-like file" if looks_like_pickle(path) else "a file"
+        raise CheckpointError(
+            f"trainer.resume={str(path)!r} is {kind}, not an orbax checkpoint directory; "
+            "refusing to load it (pickles are never loaded)"
+        )
+    if path.name.isdigit() and (path / COMMIT_MARKER).exists():
+        if not is_complete(path):
+            raise CheckpointError(f"trainer.resume={str(path)!r} is an incomplete checkpoint")
+        return CheckpointRef(path.parent, int(path.name))
+    if TMP_MARKER in path.name:
+        raise CheckpointError(
+            f"trainer.resume={str(path)!r} is a checkpoint that was never finished (a save was "
+            "interrupted); point at the run directory to use the latest complete one"
+        )
+    for root in (path / CHECKPOINT_DIR, path):
+        found = latest_checkpoint(root)
+        if found is not None:
+            return found
+    unsafe = _unsafe_files(path) + (
+        _unsafe_files(path / CHECKPOINT_DIR) if (path / CHECKPOINT_DIR).is_dir() else []
+    )
+    hint = (
+        f" (found {', '.join(unsafe)}: pickle-like files are never loaded)" if unsafe else ""
+    )
+    raise CheckpointError(
+        f"trainer.resume={str(path)!r} holds no complete orbax checkpoint{hint}; expected a run "
+        f"directory with {CHECKPOINT_DIR}/, a {CHECKPOINT_DIR}/ directory, or one step directory"
+    )
+
+
+# ---------------------------------------------------------------- writing
+
+
+def open_manager(root: Path, keep: int) -> ocp.CheckpointManager:
+    """An orbax CheckpointManager for this run's checkpoints, keeping the newest `keep` steps.
+
+    Step directories left incomplete by a kill (no commit marker) and orbax's tmp directories
+    are removed first, so they never shadow or collide with a new save.
+    """
+    import orbax.checkpoint as ocp
+
+    root = Path(root)
+    if root.is_dir():
+        for child in root.iterdir():
+            if child.is_dir() and child.name.isdigit() and not is_complete(child):
+                print(f"note: removing incomplete checkpoint {child}")
+                shutil.rmtree(child)
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=keep, create=True, cleanup_tmp_directories=True
+    )
+    return ocp.CheckpointManager(root.absolute(), options=options)
+
+
+def _state_tree(state: TrainState) -> dict[str, Any]:
+    # Typed PRNG keys are not arrays orbax can store: keep their raw uint32 data.
+    return {
+        "params": state.params,
+        "opt_state": state.opt_state,
+        "key": jax.random.key_data(state.key),
+        "epoch": state.epoch,
+    }
+
+
+def save_checkpoint(
+    manager: ocp.CheckpointManager,
+    state: TrainState,
+    progress: Progress,
+    metadata: dict[str, Any],
+) -> int:
+    """Start an (asynchronous) save of step = epochs completed; returns the step.
+
+    Call `manager.wait_until_finished()` before relying on it (the next save waits by itself).
+    """
+    import orbax.checkpoint as ocp
+
+    step = int(state.epoch)
+    manager.save(
+        step,
+        args=ocp.args.Composite(
+            state=ocp.args.StandardSave(_state_tree(state)),
+            progress=ocp.args.JsonSave(
+                {
+                    # JSON has no inf: None stands for "no evaluation yet".
+                    "best_val_loss": None
+                    if math.isinf(progress.best_val_loss)
+                    else progress.best_val_loss,
+                    "history": progress.history,
+                    "wandb_run_id": progress.wandb_run_id,
+                }
+            ),
+            meta=ocp.args.JsonSave({**metadata, "key_impl": str(jax.random.key_impl(state.key))}),
+        ),
+    )
+    return step
+
+
+# ---------------------------------------------------------------- reading
+
+
+# Compared in this order, so the message names the root cause (other data before other sizes).
+_CHECKED = (
+    ("format", "checkpoint format"),
+    ("dataset", "dataset"),
+    ("n_features", "input features"),
+    ("feature_names", "feature columns"),
+    ("sizes", "layer sizes"),
+    ("optimizer", "optimizer"),
+    ("precision", "precision"),
+)
+
+
+def check_compatible(found: dict[str, Any], expected: dict[str, Any], where: Path) -> None:
+    """Raise CheckpointError naming the first field where the checkpoint and this run differ."""
+    for key, label in _CHECKED:
+        theirs, ours = found.get(key), expected.get(key)
+        if theirs == ours:
+            continue
+        if key == "n_features":
+            detail = (
+                f"its model expects {theirs} input features (sizes[0]), "
+                f"but the data have {ours}"
+            )
+        else:
+            detail = f"it has {label} {theirs!r}, but this run has {ours!r}"
+        raise CheckpointError(f"checkpoint {where} does not match this run: {detail}")
+
+
+def _restore(ref: CheckpointRef, **items: Any) -> Any:
+    """Restore some items of one step with a plain orbax Checkpointer (no pickle handler)."""
+    import orbax.checkpoint as ocp
+
+    checkpointer = ocp.Checkpointer(ocp.CompositeCheckpointHandler())
+    try:
+        return checkpointer.restore(ref.path.absolute(), args=ocp.args.Composite(**items))
+    except Exception as error:  # orbax raises many types for a corrupt or foreign directory
+        raise CheckpointError(f"cannot read checkpoint {ref.path}: {error}") from error
+    finally:
+        checkpointer.close()
+
+
+def read_metadata(ref: CheckpointRef) -> dict[str, Any]:
+    """The `meta` item of one checkpoint (JSON only: nothing is unpickled)."""
+    import orbax.checkpoint as ocp
+
+    return dict(_restore(ref, meta=ocp.args.JsonRestore()).meta)
+
+
+def restore_checkpoint(
+    ref: CheckpointRef, like: TrainState, expected: dict[str, Any]
+) -> tuple[TrainState, Progress]:
+    """Restore one checkpoint into the structure, dtypes and shardings of `like`.
+
+    The metadata are compared with `expected` (run_metadata of this run) before any array is read.
+
+    Raises:
+      CheckpointError: mismatched architecture/dataset/optimizer/precision, or unreadable.
+    """
+    import orbax.checkpoint as ocp
+
+    metadata = read_metadata(ref)
+    check_compatible(metadata, expected, ref.path)
+    target = jax.tree.map(ocp.utils.to_shape_dtype_struct, _state_tree(like))
+    restored = _restore(
+        ref, state=ocp.args.StandardRestore(target), progress=ocp.args.JsonRestore()
+    )
+    tree, saved = restored.state, restored.progress
+    key = jax.random.wrap_key_data(tree["key"], impl=metadata.get("key_impl", "threefry2x32"))
+    state = TrainState(tree["params"], tree["opt_state"], key, tree["epoch"])
+    best = saved["best_val_loss"]
+    progress = Progress(
+        best_val_loss=math.inf if best is None else float(best),
+        history=list(saved["history"]),
+        wandb_run_id=saved["wandb_run_id"],
+    )
+    return state, progress
