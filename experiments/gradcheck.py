@@ -14,6 +14,7 @@ from omegaconf import DictConfig  # noqa: E402
 
 import deltaprop.config  # noqa: E402,F401  (registers the structured config schema)
 from deltaprop.trainer import run_gradcheck  # noqa: E402
+from deltaprop.xla_cache import enable_compilation_cache  # noqa: E402
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
@@ -25,4 +26,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    enable_compilation_cache()
     main()

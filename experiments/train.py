@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 import deltaprop
 import deltaprop.config  # noqa: F401  (registers the structured config schema)
 from deltaprop.trainer import TrainingDiverged
+from deltaprop.xla_cache import enable_compilation_cache
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
@@ -32,4 +33,5 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
+    enable_compilation_cache()
     main()

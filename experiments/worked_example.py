@@ -1,8 +1,8 @@
 """The textbook example, step by step: every z_l, a_l, δ_l, ∂L/∂W_l, ∂L/∂b_l and one update.
 
     python experiments/worked_example.py                          # experiment=worked_example
-    python experiments/worked_example.py ++worked_example.batch=8 optimizer.lr=0.1
-    python experiments/worked_example.py experiment=vanishing_gradients ++worked_example.batch=2
+    python experiments/worked_example.py worked_example.batch=8 optimizer.lr=0.1
+    python experiments/worked_example.py experiment=vanishing_gradients worked_example.batch=2
 
 The primary config `worked_example_app`, registered below, is conf/config.yaml with
 `override experiment: worked_example` in its defaults list: the experiment applies unless the
@@ -22,6 +22,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 import deltaprop.config
+from deltaprop.xla_cache import enable_compilation_cache
 from deltaprop.worked_example import (
     DEFAULT_BATCH,
     format_console,
@@ -57,4 +58,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    enable_compilation_cache()
     main()

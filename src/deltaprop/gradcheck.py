@@ -101,21 +101,32 @@ def _float64_scope():
     return jax.enable_x64(True)
 
 
+_STENCIL = ((2.0, -1.0), (1.0, 8.0), (-1.0, -8.0), (-2.0, 1.0))  # (multiple of ε, weight)
+
+
 def finite_difference_grad(
     params: Params, x: ArrayLike, y: ArrayLike, step: float = FINITE_DIFFERENCE_STEP
 ) -> Params:
-    """∂L/∂params by the fourth-order central stencil, one direction per parameter."""
+    """∂L/∂params by the fourth-order central stencil, one direction per parameter.
+
+    All 4·P perturbed losses run one after another in a single `lax.map` loop whose body is one
+    loss evaluation: a small program that compiles fast (vmapping the directions compiles ~10×
+    slower on CPU), and the loop itself takes microseconds per evaluation.
+    """
     flat, unravel = ravel_pytree(params)
-    loss_of_flat = lambda theta: loss_fn(unravel(theta), x, y)
+    multiples = jnp.asarray([m for m, _ in _STENCIL], flat.dtype)
+    weights = jnp.asarray([w for _, w in _STENCIL], flat.dtype)
 
-    def derivative(index):
-        direction = jnp.zeros_like(flat).at[index].set(step)
-        plus, plus2 = loss_of_flat(flat + direction), loss_of_flat(flat + 2 * direction)
-        minus, minus2 = loss_of_flat(flat - direction), loss_of_flat(flat - 2 * direction)
-        return (-plus2 + 8 * plus - 8 * minus + minus2) / (12 * step)
+    @jax.jit
+    def derivatives(flat, x, y):
+        def perturbed_loss(k):  # k = s·P + i: stencil point s, direction i
+            theta = flat.at[k % flat.size].add(multiples[k // flat.size] * step)
+            return loss_fn(unravel(theta), x, y)
 
-    indices = jnp.arange(flat.size)
-    return unravel(jax.jit(lambda i: jax.lax.map(derivative, i, batch_size=256))(indices))
+        losses = jax.lax.map(perturbed_loss, jnp.arange(4 * flat.size)).reshape(4, flat.size)
+        return weights @ losses / (12 * step)
+
+    return unravel(derivatives(flat, jnp.asarray(x), jnp.asarray(y)))
 
 
 def gradcheck(
@@ -141,8 +152,9 @@ def gradcheck(
     with _float64_scope():
         params = jax.tree.map(lambda leaf: jnp.asarray(leaf, jnp.float64), params)
         x, y = jnp.asarray(x, jnp.float64), jnp.asarray(y, jnp.float64)
-        manual = jax.jit(gradient_fn)(params, x, y)
-        autodiff = jax.jit(jax.grad(loss_fn))(params, x, y)
+        both = jax.jit(lambda p, x, y: (gradient_fn(p, x, y), jax.grad(loss_fn)(p, x, y)))
+        manual, autodiff = both(params, x, y)  # one compiled program for the two
+
         numeric = finite_difference_grad(params, x, y)
         rows = []
         for index, (m, a, n) in enumerate(zip(manual, autodiff, numeric)):

@@ -26,10 +26,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import time
-import traceback
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,10 +41,22 @@ from deltaprop.config import validate_config
 from deltaprop.data import Splits, check_feature_count, load_dataset, split_and_standardize
 from deltaprop.diagnostics import evaluate, layer_statistics, roc_auc
 from deltaprop.gradcheck import GradcheckReport, gradcheck
+from deltaprop.nan_guard import (  # noqa: F401  (TrainingDiverged & co. are part of this API)
+    TrainingDiverged,
+    all_finite,
+    debug_nans_scope,
+    diverged_error,
+    divergence_message,
+    first_non_finite_parameter,
+    first_non_finite_pre_activation,
+    locate_nan,
+    with_finite_check,
+)
 from deltaprop.network import Params, forward, init_params
 from deltaprop.serialization import save_params
-from deltaprop.tracking import make_logger
+from deltaprop.tracking import NullLogger, make_logger
 from deltaprop.training import (
+    TrainState,
     batches_per_epoch,
     init_train_state,
     make_optimizer,
@@ -136,21 +145,44 @@ def run_gradcheck(cfg: DictConfig, params: Params | None = None) -> GradcheckRep
     splits = prepare_data(cfg)
     if params is None:
         sizes = network_sizes(cfg, splits)
-        params = init_params(jax.random.key(cfg.seed), sizes, cfg.model.init, jnp.float32)
+        init_key, _ = jax.random.split(jax.random.key(cfg.seed))  # as in training
+        params = init_params(init_key, sizes, cfg.model.init, jnp.float32)
     x = splits.x_train[:GRADCHECK_BATCH]
     y = splits.y_train[:GRADCHECK_BATCH]
     return gradcheck(params, x, y)
 
 
-def split_metrics(
-    evaluate_fn: Callable, params: Params, x: jax.Array, y: jax.Array, prefix: str
-) -> dict[str, float]:
-    """Loss, accuracy and (one output) ROC-AUC of one split, keyed `prefix/...`."""
-    result = evaluate_fn(params, x, y)
+def split_metrics(result: dict[str, jax.Array], y: jax.Array, prefix: str) -> dict[str, float]:
+    """Loss, accuracy and (one output) ROC-AUC of one split from `evaluate`, keyed `prefix/...`."""
     metrics = {f"{prefix}/loss": float(result["loss"]), f"{prefix}/acc": float(result["acc"])}
     if y.shape[1] == 1:
         metrics[f"{prefix}/auc"] = roc_auc(np.asarray(y), np.asarray(result["probabilities"]))
     return metrics
+
+
+@jax.jit
+def evaluate_progress(params: Params, x_train, y_train, x_val, y_val) -> dict[str, Any]:
+    """Everything logged at an evaluation, as one compiled program: train and validation
+    metrics and the per-layer statistics (‖δ_l‖, ‖∂L/∂W_l‖, saturation) on the training split."""
+    return {
+        "train": evaluate(params, x_train, y_train),
+        "val": evaluate(params, x_val, y_val),
+        "statistics": layer_statistics(params, x_train, y_train),
+    }
+
+
+def initial_state(
+    seed: int, sizes: list[int], init: str, dtype: Any, optimizer: Any
+) -> TrainState:
+    """Seed → parameters (init key) and data order (data key), built as one compiled program
+    (eagerly, every small random op would compile on its own)."""
+
+    def build(seed_key):
+        init_key, data_key = jax.random.split(seed_key)
+        params = init_params(init_key, sizes, init, dtype)
+        return init_train_state(params, optimizer, data_key)
+
+    return jax.jit(build)(jax.random.key(seed))
 
 
 def gradcheck_table(report: GradcheckReport) -> tuple[list[str], list[list[Any]]]:
@@ -184,98 +216,6 @@ def train(cfg: DictConfig) -> dict[str, float]:
             return train_sweep(cfg)
         with checkpointing.quiet_orbax_logs():
             return _train(cfg)
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss or a parameter stopped being finite; the message names the epoch and the layer."""
-
-
-@jax.jit
-def all_finite(step_losses: jax.Array, params: Params) -> jax.Array:
-    """One boolean: every step loss (steps,) and every parameter is finite. Cheap: one reduction."""
-    leaves = [step_losses, *jax.tree.leaves(params)]
-    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in leaves]))
-
-
-def with_finite_check(epoch_fn: Callable) -> Callable:
-    """(state, x, y) -> (state, step_losses, all finite?): the guard inside the epoch's program."""
-
-    def epoch_and_check(state, x_train, y_train):
-        state, step_losses = epoch_fn(state, x_train, y_train)
-        return state, step_losses, all_finite(step_losses, state.params)
-
-    return epoch_and_check
-
-
-def first_non_finite_parameter(params: Params) -> str | None:
-    """'layer l W' (or b) of the first leaf, in layer order 2..L, holding a NaN or inf."""
-    for index, layer in enumerate(params):
-        for leaf in ("W", "b"):
-            if not np.isfinite(np.asarray(layer[leaf])).all():
-                return f"layer {index + 2} {leaf}"
-    return None
-
-
-def first_non_finite_pre_activation(params: Params, x: jax.Array) -> str | None:
-    """'layer l z' of the first layer whose z_l = a_{l−1} W_l + b_l overflows on the batch x."""
-    a = x
-    for index, layer in enumerate(params):
-        z = np.asarray(a @ layer["W"] + layer["b"])  # z_l = a_{l−1} W_l + b_l
-        if not np.isfinite(z).all():
-            return f"layer {index + 2} z"
-        a = jax.nn.sigmoid(z)  # a_l = σ(z_l)
-    return None
-
-
-def divergence_message(
-    epoch: int,
-    step_losses: jax.Array,
-    params: Params,
-    x: jax.Array | None = None,
-    loss_name: str = "loss",
-) -> str:
-    """e.g. 'loss became non-finite at epoch 3; first non-finite parameter: layer 2 W'.
-
-    With finite parameters (the loss can overflow first: huge weights make z_l = ±inf) and `x`
-    given, the first layer whose pre-activation overflows on x is named instead.
-    """
-    loss_finite = bool(np.isfinite(np.asarray(step_losses)).all())
-    what = "parameters" if loss_finite else loss_name
-    layer = first_non_finite_parameter(params)
-    if layer:
-        return f"{what} became non-finite at epoch {epoch}; first non-finite parameter: {layer}"
-    where = "all parameters are still finite"
-    overflow = first_non_finite_pre_activation(params, x) if x is not None else None
-    if overflow:
-        where += f", but the weights are so large that the first overflow is at {overflow}"
-    return f"{what} became non-finite at epoch {epoch}; {where}"
-
-
-def _locate_nan(epoch_fn: Callable, state, x_train, y_train) -> str | None:
-    """Re-run one epoch op by op (no jit, scan as a Python loop) to name the NaN's source line.
-
-    Only called under trainer.debug_nans=true, after the jitted epoch reported a NaN.
-    """
-    try:
-        with jax.disable_jit():
-            epoch_fn(state, x_train, y_train)
-    except FloatingPointError as error:
-        frames = [
-            frame
-            for frame in traceback.extract_tb(error.__traceback__)
-            if f"{os.sep}deltaprop{os.sep}" in frame.filename
-        ]
-        message = str(error).splitlines()[0]
-        if frames:
-            frame = frames[-1]
-            message += f" at {Path(frame.filename).name}:{frame.lineno}: {frame.line}"
-        return message
-    return None
-
-
-def _debug_nans_scope(enabled: bool):
-    """trainer.debug_nans: JAX re-runs the failing jitted step op by op and names the primitive."""
-    return jax.debug_nans(True) if enabled else contextlib.nullcontext()
 
 
 def _resume_source(cfg: DictConfig, run_dir: Path) -> checkpointing.CheckpointRef | None:
@@ -317,13 +257,12 @@ def _train(cfg: DictConfig) -> dict[str, float]:
     arrays = cast_splits(splits, precision.dtype)
     run_dir = resolve_run_dir(cfg)
 
-    init_key, data_key = jax.random.split(jax.random.key(cfg.seed))
-    params = init_params(init_key, sizes, cfg.model.init, precision.dtype)
     n_train = splits.x_train.shape[0]
     steps_per_epoch = batches_per_epoch(n_train, cfg.trainer.batch_size)
     optimizer = make_optimizer(cfg.optimizer, steps_per_epoch, cfg.trainer.epochs)
     value_and_grad = value_and_grad_fn(cfg.trainer.grad, precision.matmul_dtype)
-    state = init_train_state(params, optimizer, data_key)
+    state = initial_state(cfg.seed, sizes, cfg.model.init, precision.dtype, optimizer)
+    params = state.params
 
     # Checkpoints: everything is checked before any output or W&B run starts.
     metadata = checkpointing.run_metadata(
@@ -353,15 +292,17 @@ def _train(cfg: DictConfig) -> dict[str, float]:
         arrays = parallel.replicate(arrays, mesh)
     epoch_fn = make_train_epoch(optimizer, value_and_grad, cfg.trainer.batch_size, sharding)
     train_epoch = jax.jit(with_finite_check(epoch_fn))
-    evaluate_fn = jax.jit(evaluate)
-    statistics_fn = jax.jit(layer_statistics)
 
+    # Several hosts: every process trains, only process 0 writes files and logs.
+    is_main = jax.process_index() == 0
     name, group = hydra_job_identity(cfg)
     config_dict = OmegaConf.to_container(cfg, resolve=True)
-    logger = make_logger(
-        cfg.logger, config_dict, run_dir, name=name, group=group,
-        resume_id=progress.wandb_run_id,
-    )
+    logger = NullLogger()
+    if is_main:
+        logger = make_logger(
+            cfg.logger, config_dict, run_dir, name=name, group=group,
+            resume_id=progress.wandb_run_id,
+        )
     progress.wandb_run_id = logger.run_id
     manager = None
     if cfg.trainer.checkpoint_every:
@@ -382,10 +323,10 @@ def _train(cfg: DictConfig) -> dict[str, float]:
             unit="epoch",
             initial=start_epoch,
             total=cfg.trainer.epochs,
-            disable=not cfg.trainer.progress,
+            disable=not (cfg.trainer.progress and is_main),
             dynamic_ncols=True,
         )
-        with _debug_nans_scope(cfg.trainer.debug_nans):
+        with debug_nans_scope(cfg.trainer.debug_nans):
             for epoch in progress_bar:
                 previous = state
                 try:
@@ -394,7 +335,7 @@ def _train(cfg: DictConfig) -> dict[str, float]:
                     )
                     finite = bool(finite)  # the one host sync per epoch
                 except FloatingPointError as error:  # trainer.debug_nans=true caught a NaN
-                    where = _locate_nan(epoch_fn, previous, arrays["x_train"], arrays["y_train"])
+                    where = locate_nan(epoch_fn, previous, arrays["x_train"], arrays["y_train"])
                     raise TrainingDiverged(
                         f"NaN at epoch {epoch} (trainer.debug_nans): {where or error}"
                     ) from error
@@ -402,24 +343,26 @@ def _train(cfg: DictConfig) -> dict[str, float]:
                     message = divergence_message(
                         epoch, step_losses, state.params, arrays["x_train"]
                     )
-                    raise _diverged(message, manager)
+                    raise diverged_error(message, manager)
                 if epoch % cfg.trainer.eval_every == 0 or epoch == cfg.trainer.epochs:
+                    results = evaluate_progress(
+                        state.params, arrays["x_train"], arrays["y_train"],
+                        arrays["x_val"], arrays["y_val"],
+                    )
                     metrics = {"epoch": epoch, "train/epoch_loss": float(jnp.mean(step_losses))}
-                    metrics |= split_metrics(
-                        evaluate_fn, state.params, arrays["x_train"], arrays["y_train"], "train"
-                    )
-                    metrics |= split_metrics(
-                        evaluate_fn, state.params, arrays["x_val"], arrays["y_val"], "val"
-                    )
+                    metrics |= split_metrics(results["train"], arrays["y_train"], "train")
+                    metrics |= split_metrics(results["val"], arrays["y_val"], "val")
                     for loss_name in ("train/loss", "val/loss"):  # a whole split can overflow
                         if not math.isfinite(metrics[loss_name]):
                             message = divergence_message(
                                 epoch, jnp.array([metrics[loss_name]]), state.params,
                                 arrays["x_train"], loss_name=loss_name,
                             )
-                            raise _diverged(message, manager)
-                    statistics = statistics_fn(state.params, arrays["x_train"], arrays["y_train"])
-                    metrics |= {f"grads/{key}": float(value) for key, value in statistics.items()}
+                            raise diverged_error(message, manager)
+                    metrics |= {
+                        f"grads/{key}": float(value)
+                        for key, value in results["statistics"].items()
+                    }
                     progress.best_val_loss = min(progress.best_val_loss, metrics["val/loss"])
                     metrics["val/best_loss"] = progress.best_val_loss
                     history.append(metrics)
@@ -434,10 +377,12 @@ def _train(cfg: DictConfig) -> dict[str, float]:
         progress_bar.close()
 
         final = dict(history[-1])
-        final |= split_metrics(
-            evaluate_fn, state.params, arrays["x_test"], arrays["y_test"], "test"
-        )
-        write_outputs(run_dir, history, final, state.params, splits, logger, cfg.trainer.epochs)
+        test_result = jax.jit(evaluate)(state.params, arrays["x_test"], arrays["y_test"])
+        final |= split_metrics(test_result, arrays["y_test"], "test")
+        if is_main:
+            write_outputs(
+                run_dir, history, final, state.params, splits, logger, cfg.trainer.epochs
+            )
         logger.summarize(final)
         exit_code = 0
     finally:
@@ -445,24 +390,9 @@ def _train(cfg: DictConfig) -> dict[str, float]:
             manager.wait_until_finished()  # a save in flight completes; a diverged state never
             manager.close()  # was handed to it
         logger.finish(exit_code)
-    print_summary(final, run_dir, logger.run_path)
+    if is_main:
+        print_summary(final, run_dir, logger.run_path)
     return final
-
-
-def _diverged(message: str, manager) -> TrainingDiverged:
-    """The error for a diverged run, naming the last good checkpoint (waits for its save)."""
-    if manager is None:
-        message += "; no checkpoint to go back to (trainer.checkpoint_every=0)"
-    else:
-        manager.wait_until_finished()
-        step = manager.latest_step()
-        if step is None:
-            message += "; no checkpoint was saved before it"
-        else:
-            path = Path(manager.directory) / str(step)
-            message += f"; last good checkpoint: {path} (epoch {step})"
-    hint = ". Lower optimizer.lr, or rerun with trainer.debug_nans=true to find the operation"
-    return TrainingDiverged(message + hint)
 
 
 def write_outputs(run_dir, history, final, params, splits, logger, step) -> None:

@@ -1,0 +1,129 @@
+"""The NaN/inf guard: stop a diverged run, name the epoch and the first layer affected.
+
+After every epoch one jitted reduction checks that the step losses and every parameter are
+finite (`with_finite_check` fuses it into the epoch's program: one host sync per epoch). A
+diverged state is never evaluated or checkpointed; the error names the last good checkpoint.
+trainer.debug_nans=true re-runs the failing epoch op by op to name the operation and source line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from deltaprop.network import Params
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or a parameter stopped being finite; the message names the epoch and the layer."""
+
+
+@jax.jit
+def all_finite(step_losses: jax.Array, params: Params) -> jax.Array:
+    """One boolean: every step loss (steps,) and every parameter is finite. Cheap: one reduction."""
+    leaves = [step_losses, *jax.tree.leaves(params)]
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in leaves]))
+
+
+def with_finite_check(epoch_fn: Callable) -> Callable:
+    """(state, x, y) -> (state, step_losses, all finite?): the guard inside the epoch's program."""
+
+    def epoch_and_check(state, x_train, y_train):
+        state, step_losses = epoch_fn(state, x_train, y_train)
+        return state, step_losses, all_finite(step_losses, state.params)
+
+    return epoch_and_check
+
+
+def first_non_finite_parameter(params: Params) -> str | None:
+    """'layer l W' (or b) of the first leaf, in layer order 2..L, holding a NaN or inf."""
+    for index, layer in enumerate(params):
+        for leaf in ("W", "b"):
+            if not np.isfinite(np.asarray(layer[leaf])).all():
+                return f"layer {index + 2} {leaf}"
+    return None
+
+
+def first_non_finite_pre_activation(params: Params, x: jax.Array) -> str | None:
+    """'layer l z' of the first layer whose z_l = a_{l−1} W_l + b_l overflows on the batch x."""
+    a = x
+    for index, layer in enumerate(params):
+        z = np.asarray(a @ layer["W"] + layer["b"])  # z_l = a_{l−1} W_l + b_l
+        if not np.isfinite(z).all():
+            return f"layer {index + 2} z"
+        a = jax.nn.sigmoid(z)  # a_l = σ(z_l)
+    return None
+
+
+def divergence_message(
+    epoch: int,
+    step_losses: jax.Array,
+    params: Params,
+    x: jax.Array | None = None,
+    loss_name: str = "loss",
+) -> str:
+    """e.g. 'loss became non-finite at epoch 3; first non-finite parameter: layer 2 W'.
+
+    With finite parameters (the loss can overflow first: huge weights make z_l = ±inf) and `x`
+    given, the first layer whose pre-activation overflows on x is named instead.
+    """
+    loss_finite = bool(np.isfinite(np.asarray(step_losses)).all())
+    what = "parameters" if loss_finite else loss_name
+    layer = first_non_finite_parameter(params)
+    if layer:
+        return f"{what} became non-finite at epoch {epoch}; first non-finite parameter: {layer}"
+    where = "all parameters are still finite"
+    overflow = first_non_finite_pre_activation(params, x) if x is not None else None
+    if overflow:
+        where += f", but the weights are so large that the first overflow is at {overflow}"
+    return f"{what} became non-finite at epoch {epoch}; {where}"
+
+
+def locate_nan(epoch_fn: Callable, state, x_train, y_train) -> str | None:
+    """Re-run one epoch op by op (no jit, scan as a Python loop) to name the NaN's source line.
+
+    Only called under trainer.debug_nans=true, after the jitted epoch reported a NaN.
+    """
+    try:
+        with jax.disable_jit():
+            epoch_fn(state, x_train, y_train)
+    except FloatingPointError as error:
+        frames = [
+            frame
+            for frame in traceback.extract_tb(error.__traceback__)
+            if f"{os.sep}deltaprop{os.sep}" in frame.filename
+        ]
+        message = str(error).splitlines()[0]
+        if frames:
+            frame = frames[-1]
+            message += f" at {Path(frame.filename).name}:{frame.lineno}: {frame.line}"
+        return message
+    return None
+
+
+def debug_nans_scope(enabled: bool):
+    """trainer.debug_nans: JAX re-runs the failing jitted step op by op and names the primitive."""
+    return jax.debug_nans(True) if enabled else contextlib.nullcontext()
+
+
+def diverged_error(message: str, manager) -> TrainingDiverged:
+    """The error for a diverged run, naming the last good checkpoint (waits for its save)."""
+    if manager is None:
+        message += "; no checkpoint to go back to (trainer.checkpoint_every=0)"
+    else:
+        manager.wait_until_finished()
+        step = manager.latest_step()
+        if step is None:
+            message += "; no checkpoint was saved before it"
+        else:
+            path = Path(manager.directory) / str(step)
+            message += f"; last good checkpoint: {path} (epoch {step})"
+    hint = ". Lower optimizer.lr, or rerun with trainer.debug_nans=true to find the operation"
+    return TrainingDiverged(message + hint)

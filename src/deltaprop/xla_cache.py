@@ -1,0 +1,31 @@
+"""A persistent cache of compiled XLA programs, shared by every run on this machine.
+
+One training run compiles a few dozen small programs (the epoch, evaluation, gradcheck, ...);
+on a 2-core CPU each takes 0.3–0.9 s to compile, about half of the default run's time. With the
+cache a repeated or swept configuration loads them from disk instead (measured: the default run
+went from ~18 s to ~11 s of CPU).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import jax
+
+DEFAULT_DIRECTORY = Path("~/.cache/deltaprop/xla").expanduser()
+
+
+def enable_compilation_cache(directory: str | os.PathLike | None = None) -> Path:
+    """Turn JAX's persistent compilation cache on, for every program however small.
+
+    The directory is, in order: the argument, $JAX_COMPILATION_CACHE_DIR, ~/.cache/deltaprop/xla.
+    Entries are keyed by the program and the compiler version, so a stale entry is never used.
+    """
+    directory = Path(
+        directory or os.environ.get("JAX_COMPILATION_CACHE_DIR") or DEFAULT_DIRECTORY
+    ).expanduser()
+    jax.config.update("jax_compilation_cache_dir", str(directory))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    return directory
