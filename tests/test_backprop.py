@@ -15,7 +15,7 @@ import deltaprop
 # Test data come from numpy: eager jax.random would compile a kernel for every new shape.
 manual_grad_jit = jax.jit(deltaprop.manual_grad)
 autodiff_grad_jit = jax.jit(jax.grad(deltaprop.loss_fn))
-backprop_jit = jax.jit(deltaprop.backprop)
+backprop_jit = jax.jit(deltaprop.backprop_trace)
 loss_fn_jit = jax.jit(deltaprop.loss_fn)
 forward_jit = jax.jit(deltaprop.forward)
 
@@ -285,7 +285,7 @@ def test_bfloat16_matmuls_stay_close_to_float32():
         deltaprop.forward,
         deltaprop.loss_fn,
         deltaprop.manual_grad,
-        deltaprop.backprop,
+        deltaprop.backprop_trace,
         deltaprop.loss_fn_manual,
         manual_grad_jit,
     ],

@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from deltaprop.backprop import backprop
+from deltaprop.backprop import backprop_trace
 from deltaprop.diagnostics import SATURATION_THRESHOLD, evaluate, layer_statistics, roc_auc
 from deltaprop.losses import loss_fn
 
 SIZES = [3, 5, 4, 1]  # layers 2 and 3 hidden, layer 4 the output
 statistics_of = jax.jit(layer_statistics)
-trace_of = jax.jit(backprop)
+trace_of = jax.jit(backprop_trace)
 autodiff_grad = jax.jit(jax.grad(loss_fn))
 
 

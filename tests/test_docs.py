@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-# The module, not the function `deltaprop.backprop` that the package re-exports under its name.
+# The module deltaprop.backprop (its docstring holds the equations).
 BACKPROP_MODULE = importlib.import_module("deltaprop.backprop")
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "backprop.md"
@@ -46,11 +46,11 @@ REQUIRED_REFERENCES = {
     "deltaprop.network.linear",
     "deltaprop.losses.binary_cross_entropy_with_logits",
     "deltaprop.losses.loss_fn",
-    "deltaprop.backprop.backprop",
+    "deltaprop.backprop.backprop_trace",
     "deltaprop.backprop.manual_grad",
     "deltaprop.training.make_train_step",
     "deltaprop.diagnostics.layer_statistics",
-    "deltaprop.gradcheck.gradcheck",
+    "deltaprop.gradient_check.gradcheck",
     "deltaprop.worked_example.worked_example",
 }
 

@@ -9,10 +9,9 @@ import numpy as np
 import pytest
 
 import deltaprop
-from deltaprop.gradcheck import finite_difference_grad
+from deltaprop.gradient_check import finite_difference_grad
 
-# `deltaprop.gradcheck` is the function (re-exported by the package), so fetch the module by name.
-gradcheck_module = importlib.import_module("deltaprop.gradcheck")
+gradcheck_module = importlib.import_module("deltaprop.gradient_check")
 
 
 def _problem(seed, sizes, n, dtype=np.float64):
@@ -91,7 +90,7 @@ def _scale_one_leaf(layer, leaf, factor):
 
 def _without_hidden_sigmoid_derivative(params, x, y):
     """A classic mistake: δ_l = δ_{l+1} W_{l+1}ᵀ, forgetting the factor σ'(z_l) = a_l(1 − a_l)."""
-    trace = deltaprop.backprop(params, x, y)
+    trace = deltaprop.backprop_trace(params, x, y)
     delta = trace.deltas[-1]
     grads = [None] * len(params)
     grads[-1] = {"W": trace.activations[-2].T @ delta, "b": delta.sum(axis=0)}

@@ -14,7 +14,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 import deltaprop.config  # noqa: F401  (registers the structured config schema)
-from deltaprop.backprop import backprop
+from deltaprop.backprop import backprop_trace
 from deltaprop.data import load_dataset, split_and_standardize
 from deltaprop.network import init_params
 from deltaprop.worked_example import (
@@ -62,7 +62,7 @@ def _section(text: str, start: str, end: str) -> str:
 
 def test_records_are_exactly_what_backprop_computes(batch, example):
     params, x, y = batch
-    trace = jax.jit(backprop)(params, x, y)  # jitted, as the worked example and training run it
+    trace = jax.jit(backprop_trace)(params, x, y)  # jitted, as the worked example and training run it
     for record in example.layers:
         index = record.layer - 2
         np.testing.assert_array_equal(record.pre_activation, trace.pre_activations[index])

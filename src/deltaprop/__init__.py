@@ -2,19 +2,20 @@
 
 from deltaprop.backprop import (
     BackpropTrace,
-    backprop,
+    backprop_trace,
     loss_fn_manual,
     manual_grad,
     manual_value_and_grad,
 )
-from deltaprop.gradcheck import GradcheckReport, gradcheck, relative_error
+from deltaprop.gradient_check import GradcheckReport, gradcheck, relative_error
 from deltaprop.losses import binary_cross_entropy_with_logits, loss_fn
 from deltaprop.network import forward, init_params, layer_sizes, predict_proba
 
 __all__ = [
     "BackpropTrace",
     "GradcheckReport",
-    "backprop",
+    "TrainingDiverged",
+    "backprop_trace",
     "binary_cross_entropy_with_logits",
     "forward",
     "gradcheck",
@@ -26,7 +27,6 @@ __all__ = [
     "manual_value_and_grad",
     "predict_proba",
     "relative_error",
-    "TrainingDiverged",
     "train",
 ]
 __version__ = "0.1.0"

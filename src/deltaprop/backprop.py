@@ -46,7 +46,7 @@ def _matmul(a: jax.Array, b: jax.Array, matmul_dtype: DTypeLike | None) -> jax.A
     )
 
 
-def backprop(
+def backprop_trace(
     params: Params, x: ArrayLike, y: ArrayLike, matmul_dtype: DTypeLike | None = None
 ) -> BackpropTrace:
     """One forward pass that saves z_l and a_l, then the δ recursion from layer L down to 2.
@@ -97,7 +97,7 @@ def manual_value_and_grad(
     params: Params, x: ArrayLike, y: ArrayLike, matmul_dtype: DTypeLike | None = None
 ) -> tuple[jax.Array, Params]:
     """(loss, gradients) from one hand-written forward and backward pass."""
-    trace = backprop(params, x, y, matmul_dtype)
+    trace = backprop_trace(params, x, y, matmul_dtype)
     return trace.loss, trace.grads
 
 
@@ -111,17 +111,17 @@ def manual_grad(
       x: (N, n_1).
       y: (N, n_L) targets in {0, 1}.
     """
-    return backprop(params, x, y, matmul_dtype).grads
+    return backprop_trace(params, x, y, matmul_dtype).grads
 
 
 @jax.custom_vjp
 def loss_fn_manual(params: Params, x: ArrayLike, y: ArrayLike) -> jax.Array:
     """`loss_fn` whose backward pass is `manual_grad`: jax.grad and optax run on our δ's."""
-    return backprop(params, x, y).loss
+    return backprop_trace(params, x, y).loss
 
 
 def _loss_fn_manual_forward(params, x, y):
-    trace = backprop(params, x, y)
+    trace = backprop_trace(params, x, y)
     # Cotangents of the other inputs, also by hand: ∂L/∂x = δ_2 W_2ᵀ, ∂L/∂y = −z_L / (N·n_L).
     input_grad = (trace.deltas[0] @ params[0]["W"].T).astype(jnp.result_type(x))
     logits = trace.pre_activations[-1]

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from deltaprop.backprop import backprop
+from deltaprop.backprop import backprop_trace
 from deltaprop.network import Params
 
 SATURATION_THRESHOLD = 1e-3
@@ -20,7 +20,7 @@ SATURATION_THRESHOLD = 1e-3
 
 def evaluate(params: Params, x: jax.Array, y: jax.Array) -> dict[str, jax.Array]:
     """Loss, accuracy (threshold 0.5 on every output) and the probabilities. Jit-compatible."""
-    trace = backprop(params, x, y)
+    trace = backprop_trace(params, x, y)
     probabilities = trace.activations[-1]
     accuracy = jnp.mean((probabilities > 0.5) == (y > 0.5))
     return {"loss": trace.loss, "acc": accuracy, "probabilities": probabilities}
@@ -31,7 +31,7 @@ def layer_statistics(params: Params, x: jax.Array, y: jax.Array) -> dict[str, ja
 
     δ_l here is ∂L/∂z_l of the batch-mean loss (backprop.py), so its norm does not grow with N.
     """
-    trace = backprop(params, x, y)
+    trace = backprop_trace(params, x, y)
     stats = {}
     n_layers = len(params)
     for index in range(n_layers):

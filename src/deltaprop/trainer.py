@@ -40,7 +40,7 @@ from deltaprop import checkpointing, parallel, plots
 from deltaprop.config import validate_config
 from deltaprop.data import Splits, check_feature_count, load_dataset, split_and_standardize
 from deltaprop.diagnostics import evaluate, layer_statistics, roc_auc
-from deltaprop.gradcheck import GradcheckReport, gradcheck
+from deltaprop.gradient_check import GradcheckReport, gradcheck
 from deltaprop.nan_guard import (  # noqa: F401  (TrainingDiverged & co. are part of this API)
     TrainingDiverged,
     all_finite,

@@ -1,7 +1,7 @@
 """The textbook example, step by step: every z_l, a_l, δ_l and gradient of one batch, one update.
 
 `worked_example(params, x, y, learning_rate)` runs the hand-written pass
-(`deltaprop.backprop.backprop`) on a small batch in float64 and records, for each layer from the
+(`deltaprop.backprop.backprop_trace`) on a small batch in float64 and records, for each layer from the
 output layer L down to 2:
 
     z_l = a_{l−1} W_l + b_l                    a_1 = x
@@ -33,9 +33,9 @@ import numpy as np
 import optax
 from jax.typing import ArrayLike
 
-from deltaprop.backprop import backprop, manual_value_and_grad
+from deltaprop.backprop import backprop_trace, manual_value_and_grad
 from deltaprop.data import load_dataset, split_and_standardize
-from deltaprop.gradcheck import TOLERANCE_AUTODIFF, relative_error
+from deltaprop.gradient_check import TOLERANCE_AUTODIFF, relative_error
 from deltaprop.losses import binary_cross_entropy_with_logits, loss_fn
 from deltaprop.network import Params, check_batch, init_params, layer_sizes, linear
 from deltaprop.training import make_train_step
@@ -181,8 +181,8 @@ def worked_example(
     with _float64_scope():
         params = jax.tree.map(lambda leaf: jnp.asarray(leaf, jnp.float64), params)
         x, y = jnp.asarray(x, jnp.float64), jnp.asarray(y, jnp.float64)
-        # The recorded values are exactly what `jax.jit(backprop)` returns, as in training.
-        trace = jax.device_get(jax.jit(backprop)(params, x, y))
+        # The recorded values are exactly what `jax.jit(backprop_trace)` returns, as in training.
+        trace = jax.device_get(jax.jit(backprop_trace)(params, x, y))
         checks = jax.device_get(_step_and_checks(params, x, y, trace.grads, learning_rate))
         params, x, y = jax.device_get((params, x, y))
     autodiff_grads, autodiff_deltas, new_params, loss_after, trained_params = checks
