@@ -9,12 +9,12 @@ import jax
 
 jax.config.update("jax_enable_x64", True)  # before any array exists
 
-import hydra  # noqa: E402
-from omegaconf import DictConfig  # noqa: E402
+import hydra
+from omegaconf import DictConfig
 
-import deltaprop.config  # noqa: E402,F401  (registers the structured config schema)
-from deltaprop.trainer import run_gradcheck  # noqa: E402
-from deltaprop.xla_cache import enable_compilation_cache  # noqa: E402
+import deltaprop.config  # noqa: F401  (registers the structured config schema)
+from deltaprop.trainer import run_gradcheck
+from deltaprop.xla_cache import enable_compilation_cache
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")

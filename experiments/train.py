@@ -13,7 +13,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 import deltaprop
-import deltaprop.config  # noqa: F401  (registers the structured config schema)
+import deltaprop.config
 from deltaprop.trainer import TrainingDiverged
 from deltaprop.xla_cache import enable_compilation_cache
 

@@ -22,7 +22,6 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 import deltaprop.config
-from deltaprop.xla_cache import enable_compilation_cache
 from deltaprop.worked_example import (
     DEFAULT_BATCH,
     format_console,
@@ -30,6 +29,7 @@ from deltaprop.worked_example import (
     inputs_from_config,
     worked_example,
 )
+from deltaprop.xla_cache import enable_compilation_cache
 
 jax.config.update("jax_enable_x64", True)  # before any array exists (the imports make none)
 

@@ -86,6 +86,7 @@ class SweepConfig:
     """Axes trained together as one vmapped program (see `deltaprop.sweep`)."""
 
     lr: list[float] = field(default_factory=list)
+    engine: str = "packed"  # packed (members on the vector lanes) | vmap (jax.vmap of one run)
 
 
 @dataclass
@@ -126,6 +127,7 @@ _CHOICES = {
     "trainer.grad": ("manual", "autodiff"),
     "trainer.precision": ("float32", "float64", "bf16"),
     "logger.name": ("wandb", "none"),
+    "sweep.engine": ("packed", "vmap"),
     "logger.mode": ("offline", "online", "disabled"),
 }
 

@@ -25,7 +25,7 @@ def plot_loss_curves(history: list[dict[str, float]], path: Path) -> Path:
     for axis in (loss_axis, acc_axis):
         axis.legend()
         axis.grid(alpha=0.3)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_layer_norms(history: list[dict[str, float]], path: Path) -> Path:
@@ -45,7 +45,7 @@ def plot_layer_norms(history: list[dict[str, float]], path: Path) -> Path:
     for axis in (delta_axis, grad_axis):
         axis.legend()
         axis.grid(alpha=0.3)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_decision_boundary(
@@ -75,10 +75,11 @@ def plot_decision_boundary(
     axis.scatter(x[:, 0], x[:, 1], c=y[:, 0], cmap="RdBu_r", edgecolors="k", s=12)
     figure.colorbar(contour, ax=axis, label="P(y = 1)")
     axis.set(xlabel="x1 (standardized)", ylabel="x2 (standardized)", title="decision boundary")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
-def _save(figure, path: Path) -> Path:
+def save_figure(figure, path: Path) -> Path:
+    """Write a figure as PNG (creating its folder) and close it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.tight_layout()

@@ -71,6 +71,7 @@ class WandbLogger(NullLogger):
             settings=wandb.Settings(console="off", x_disable_stats=True),
         )
         self.run_id = self.run.id
+        self.log_artifacts = logger_cfg.log_artifacts
         self.run_path = str(Path(self.run.dir).parent) if logger_cfg.mode != "disabled" else None
 
     def log(self, metrics: dict[str, float], step: int) -> None:
@@ -85,6 +86,8 @@ class WandbLogger(NullLogger):
         self.run.log({name: self._wandb.Table(columns=columns, data=rows)})
 
     def log_artifact(self, name: str, kind: str, path: Path) -> None:
+        if not self.log_artifacts:  # logger.log_artifacts=false
+            return
         artifact = self._wandb.Artifact(name, type=kind)
         artifact.add_file(str(path))
         self.run.log_artifact(artifact)

@@ -1,0 +1,255 @@
+"""Benchmark a vectorized sweep against sequential single runs and a Hydra multirun.
+
+64 members (16 seeds × 4 learning rates) on moons, sizes [2, 16, 16, 1], 100 epochs of 16 steps:
+
+    python experiments/bench_sweep.py                       # everything (several minutes)
+    python experiments/bench_sweep.py --repeats 5 --skip-end-to-end
+    python experiments/bench_sweep.py --profile             # what one packed epoch spends time on
+
+1. Training only, in this process, compile time excluded, repeats interleaved:
+     packed     the sweep's packed engine: one program for all 64 members
+     vmap       jax.vmap over the project's epoch: one program for all 64 members
+     sequential the same 64 members one after another: one jitted 100-epoch program, compiled
+                once (with the packed engine's XLA options, which change nothing for it), called
+                per member (the fair in-process baseline)
+2. End to end, each in a fresh process (startup, compile, evaluation, outputs included), each
+   command twice: with an empty and with a warm persistent XLA cache (experiments/train.py
+   enables it):
+     sweep      python experiments/train.py trainer.num_seeds=16 sweep.lr=[...]
+     multirun   python experiments/train.py -m seed=0,...,N-1 for 1 and N jobs, extrapolated
+                to 64 jobs (printed as EXTRAPOLATED)
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from hydra import compose, initialize_config_dir
+
+import deltaprop.config  # noqa: F401  (registers the structured config schema)
+from deltaprop import sweep
+from deltaprop.network import init_params
+from deltaprop.trainer import cast_splits, network_sizes, prepare_data
+from deltaprop.training import (
+    batches_per_epoch,
+    init_train_state,
+    make_optimizer,
+    make_train_epoch,
+    value_and_grad_fn,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+SEEDS = 16
+LEARNING_RATES = [0.1, 0.3, 1.0, 3.0]
+EPOCHS = 100
+STEPS_PER_EPOCH = 16
+
+
+def compose_config(overrides: list[str]):
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return compose("config", overrides=overrides)
+
+
+def common_overrides() -> list[str]:
+    """The benchmark's network and schedule; the batch size gives 16 steps per epoch."""
+    base = ["dataset=moons", "model.hidden=[16,16]", f"trainer.epochs={EPOCHS}", "logger=none",
+            "trainer.progress=false", "optimizer=sgd"]
+    n_train = prepare_data(compose_config(base)).x_train.shape[0]
+    batch_size = n_train // STEPS_PER_EPOCH
+    assert batches_per_epoch(n_train, batch_size) == STEPS_PER_EPOCH
+    return [*base, f"trainer.batch_size={batch_size}"]
+
+
+def all_epochs(train_epoch, compiler_options=None):
+    """(state, x, y) -> state after EPOCHS epochs: one program, no host round trips."""
+
+    def run(state, x, y):
+        return jax.lax.scan(lambda s, _: (train_epoch(s, x, y)[0], None), state, None, EPOCHS)[0]
+
+    return jax.jit(run, compiler_options=compiler_options)
+
+
+def timed(function) -> float:
+    start = time.perf_counter()
+    jax.block_until_ready(function())
+    return time.perf_counter() - start
+
+
+def bench_training(cfg, repeats: int) -> dict[str, list[float]]:
+    splits = prepare_data(cfg)
+    arrays = cast_splits(splits, jnp.float32)
+    x, y = arrays["x_train"], arrays["y_train"]
+    sizes = network_sizes(cfg, splits)
+    members = sweep.sweep_members(cfg)
+    optimizer = make_optimizer(cfg.optimizer, STEPS_PER_EPOCH, EPOCHS)
+
+    # sequential: what trainer._train does for each member, minus evaluation and I/O
+    single = all_epochs(
+        make_train_epoch(optimizer, value_and_grad_fn("manual"), cfg.trainer.batch_size),
+        sweep.PACKED_COMPILER_OPTIONS,
+    )
+    single_states = []
+    for member in members:
+        init_key, data_key = jax.random.split(jax.random.key(member.seed))
+        params = init_params(init_key, sizes, cfg.model.init, jnp.float32)
+        state = init_train_state(params, optimizer, data_key)
+        single_states.append(
+            state._replace(opt_state=sweep.with_learning_rates(state.opt_state, member.lr))
+        )
+
+    programs = {}
+    for name in sweep.ENGINES:
+        engine = sweep.make_engine(name, optimizer, "manual", cfg.trainer.batch_size)
+        state = sweep.init_sweep_state(engine, optimizer, members, sizes, cfg.model.init,
+                                       jnp.float32)
+        programs[name] = (all_epochs(engine.train_epoch, engine.compiler_options), state, engine)
+
+    def run_sequential():
+        return [single(state, x, y) for state in single_states]
+
+    runs = {name: (lambda p=p, s=s: p(s, x, y)) for name, (p, s, _) in programs.items()}
+    runs["sequential"] = run_sequential
+
+    compile_times = {name: timed(run) for name, run in runs.items()}  # first call compiles
+    print("first call (compile + run): "
+          + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in compile_times.items()))
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            times[name].append(timed(run))
+
+    reference = jax.tree.map(lambda *leaves: jnp.stack(leaves),
+                             *[state.params for state in run_sequential()])
+    for name, (program, state, engine) in programs.items():
+        got = engine.member_params(program(state, x, y).params)
+        difference = max(float(jnp.max(jnp.abs(a - b)))
+                         for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(reference)))
+        print(f"{name}: max |params − sequential params| after {EPOCHS} epochs (float32) = "
+              f"{difference:.1e}")
+    return times
+
+
+def bench_end_to_end(overrides: list[str], multirun_jobs: int) -> dict[str, dict[str, float]]:
+    """Wall times of fresh processes: the sweep, and Hydra multiruns of 1 and N jobs.
+
+    experiments/train.py keeps compiled programs in a persistent XLA cache; each command runs
+    twice on a cache of its own: "cold" (empty cache) and "warm" (its own programs cached).
+    """
+    import os
+
+    lrs = ",".join(str(lr) for lr in LEARNING_RATES)
+    train = [sys.executable, str(ROOT / "experiments" / "train.py")]
+    results: dict[str, dict[str, float]] = {"cold": {}, "warm": {}}
+    with tempfile.TemporaryDirectory() as directory:
+        commands = {
+            "sweep": [*train, *overrides, f"trainer.num_seeds={SEEDS}", f"sweep.lr=[{lrs}]",
+                      f"run_dir={directory}/sweep"],
+        }
+        for jobs in sorted({1, multirun_jobs}):
+            seeds = ",".join(str(seed) for seed in range(jobs))
+            commands[f"multirun_{jobs}"] = [*train, "-m", *overrides, f"seed={seeds}",
+                                            f"hydra.sweep.dir={directory}/multirun_{jobs}"]
+        for name, command in commands.items():
+            environment = dict(os.environ, JAX_COMPILATION_CACHE_DIR=f"{directory}/xla_{name}")
+            for cache in ("cold", "warm"):
+                start = time.perf_counter()
+                subprocess.run(command, check=True, capture_output=True, cwd=ROOT, env=environment)
+                results[cache][name] = time.perf_counter() - start
+    return results
+
+
+def profile_packed_epoch(cfg, epochs: int = 5) -> None:
+    """Per-op time of the packed engine's epoch from the JAX profiler's trace."""
+    import collections
+    import gzip
+    import json
+
+    splits = prepare_data(cfg)
+    arrays = cast_splits(splits, jnp.float32)
+    members = sweep.sweep_members(cfg)
+    optimizer = make_optimizer(cfg.optimizer, STEPS_PER_EPOCH, EPOCHS)
+    engine = sweep.make_engine("packed", optimizer, "manual", cfg.trainer.batch_size)
+    state = sweep.init_sweep_state(engine, optimizer, members, network_sizes(cfg, splits),
+                                   cfg.model.init, jnp.float32)
+    options = {"xla_cpu_enable_xprof_traceme": True, **sweep.PACKED_COMPILER_OPTIONS}
+    epoch = jax.jit(engine.train_epoch, compiler_options=options)
+    state = jax.block_until_ready(epoch(state, arrays["x_train"], arrays["y_train"])[0])
+    with tempfile.TemporaryDirectory() as directory:
+        with jax.profiler.trace(directory, create_perfetto_trace=True):
+            for _ in range(epochs):
+                state = epoch(state, arrays["x_train"], arrays["y_train"])[0]
+            jax.block_until_ready(state)
+        trace_file = next(Path(directory).rglob("*.trace.json.gz"))
+        with gzip.open(trace_file) as file:
+            events = json.load(file)["traceEvents"]
+    total: collections.Counter = collections.Counter()
+    calls: collections.Counter = collections.Counter()
+    for event in events:
+        if event.get("ph") == "X" and not event["name"].startswith(("$", "ThunkExecutor", "Pjit")):
+            total[event["name"]] += event.get("dur", 0) / epochs
+            calls[event["name"]] += 1 / epochs
+    print(f"packed epoch, {len(members)} members, {STEPS_PER_EPOCH} steps: time per epoch by op")
+    for name, micros in total.most_common(15):
+        print(f"  {micros:9.0f} µs  {calls[name]:5.0f}×  {name}")
+
+
+def describe(seconds: list[float]) -> str:
+    return (f"median {np.median(seconds):7.3f} s  (min {min(seconds):.3f}, "
+            f"max {max(seconds):.3f}, n={len(seconds)})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--multirun-jobs", type=int, default=4)
+    parser.add_argument("--skip-end-to-end", action="store_true")
+    parser.add_argument("--skip-training", action="store_true")
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args()
+
+    overrides = common_overrides()
+    lrs = ",".join(str(lr) for lr in LEARNING_RATES)
+    cfg = compose_config([*overrides, f"trainer.num_seeds={SEEDS}", f"sweep.lr=[{lrs}]"])
+    n_members = SEEDS * len(LEARNING_RATES)
+    print(f"{n_members} members ({SEEDS} seeds × {len(LEARNING_RATES)} lrs), sizes [2,16,16,1], "
+          f"{EPOCHS} epochs × {STEPS_PER_EPOCH} steps, batch {cfg.trainer.batch_size}, float32, "
+          f"{jax.device_count()} {jax.devices()[0].platform} device, jax {jax.__version__}")
+    if args.profile:
+        profile_packed_epoch(cfg)
+    if not args.skip_training:
+        times = bench_training(cfg, args.repeats)
+        print("\ntraining only (in-process, compile excluded):")
+        for name, seconds in times.items():
+            print(f"  {name:<10} {describe(seconds)}")
+        sequential = np.median(times["sequential"])
+        for name in sweep.ENGINES:
+            print(f"  {name} vs sequential: {sequential / np.median(times[name]):.1f}× "
+                  f"(median/median; min/min {min(times['sequential']) / min(times[name]):.1f}×)")
+    if not args.skip_end_to_end:
+        jobs = args.multirun_jobs
+        print("\nend to end (fresh processes: startup, compile, evaluation and outputs included):")
+        for cache, results in bench_end_to_end(overrides, jobs).items():
+            first, many = results["multirun_1"], results[f"multirun_{jobs}"]
+            marginal = (many - first) / (jobs - 1) if jobs > 1 else first
+            print(f"  {cache} XLA cache:")
+            print(f"    sweep, {n_members} members in one process: {results['sweep']:.1f} s")
+            print(f"    hydra multirun, measured: 1 job {first:.1f} s, {jobs} jobs {many:.1f} s "
+                  f"({many / jobs:.1f} s/job; {marginal:.1f} s per job after the first)")
+            for label, total in (
+                (f"{jobs}-job time × {n_members}/{jobs}", many / jobs * n_members),
+                (f"1 job + {n_members - 1} × the marginal job", first + (n_members - 1) * marginal),
+            ):
+                print(f"    hydra multirun, {n_members} jobs EXTRAPOLATED from 1 and {jobs} jobs "
+                      f"({label}): {total:.0f} s → sweep {total / results['sweep']:.0f}× faster")
+
+
+if __name__ == "__main__":
+    main()
