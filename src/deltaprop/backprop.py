@@ -46,6 +46,16 @@ def _matmul(a: jax.Array, b: jax.Array, matmul_dtype: DTypeLike | None) -> jax.A
     )
 
 
+def _batch_contraction(
+    a: jax.Array, delta: jax.Array, matmul_dtype: DTypeLike | None
+) -> jax.Array:
+    """aᵀ δ summed over the batch, without materializing aᵀ (XLA then emits no transpose copy)."""
+    accumulate = a.dtype
+    if matmul_dtype is not None:
+        a, delta = a.astype(matmul_dtype), delta.astype(matmul_dtype)
+    return jnp.einsum("ni,nj->ij", a, delta, preferred_element_type=accumulate)
+
+
 def backprop_trace(
     params: Params, x: ArrayLike, y: ArrayLike, matmul_dtype: DTypeLike | None = None
 ) -> BackpropTrace:
@@ -85,7 +95,7 @@ def backprop_trace(
 
     grads = [
         {
-            "W": _matmul(a_prev.T, delta, matmul_dtype),  # ∂L/∂W_l = a_{l−1}ᵀ δ_l
+            "W": _batch_contraction(a_prev, delta, matmul_dtype),  # ∂L/∂W_l = a_{l−1}ᵀ δ_l
             "b": jnp.sum(delta, axis=0),  # ∂L/∂b_l = Σ_batch δ_l
         }
         for a_prev, delta in zip(activations[:-1], deltas)
