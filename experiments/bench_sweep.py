@@ -34,17 +34,12 @@ import jax.numpy as jnp
 import numpy as np
 from hydra import compose, initialize_config_dir
 
-import deltaprop.config  # noqa: F401  (registers the structured config schema)
-from deltaprop import sweep
-from deltaprop.network import init_params
-from deltaprop.trainer import cast_splits, network_sizes, prepare_data
-from deltaprop.training import (
-    batches_per_epoch,
-    init_train_state,
-    make_optimizer,
-    make_train_epoch,
-    value_and_grad_fn,
-)
+import deltaprop.io.config  # noqa: F401  (registers the structured config schema)
+from deltaprop import packed
+from deltaprop.precision import precision_of
+from deltaprop.run.engines import SWEEP_ENGINES, EngineSpec, make_engine
+from deltaprop.run.setup import cast_splits, members_of, network_sizes, prepare_data
+from deltaprop.training import batches_per_epoch, make_optimizer
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = 16
@@ -83,34 +78,32 @@ def timed(function) -> float:
     return time.perf_counter() - start
 
 
+def engine_for(cfg, name, members, sizes, optimizer):
+    return make_engine(name, EngineSpec(
+        members=members, sizes=sizes, init=cfg.model.init, precision=precision_of("float32"),
+        optimizer=optimizer, grad="manual", batch_size=cfg.trainer.batch_size,
+    ))
+
+
 def bench_training(cfg, repeats: int) -> dict[str, list[float]]:
     splits = prepare_data(cfg)
     arrays = cast_splits(splits, jnp.float32)
     x, y = arrays["x_train"], arrays["y_train"]
     sizes = network_sizes(cfg, splits)
-    members = sweep.sweep_members(cfg)
+    members = members_of(cfg)
     optimizer = make_optimizer(cfg.optimizer, STEPS_PER_EPOCH, EPOCHS)
 
-    # sequential: what trainer._train does for each member, minus evaluation and I/O
-    single = all_epochs(
-        make_train_epoch(optimizer, value_and_grad_fn("manual"), cfg.trainer.batch_size),
-        sweep.PACKED_COMPILER_OPTIONS,
-    )
-    single_states = []
-    for member in members:
-        init_key, data_key = jax.random.split(jax.random.key(member.seed))
-        params = init_params(init_key, sizes, cfg.model.init, jnp.float32)
-        state = init_train_state(params, optimizer, data_key)
-        single_states.append(
-            state._replace(opt_state=sweep.with_learning_rates(state.opt_state, member.lr))
-        )
+    # sequential: each member as the single run it equals, minus evaluation and I/O; one
+    # program, compiled once (the member's lr lives in its optimizer state)
+    singles = [engine_for(cfg, "single", [member], sizes, optimizer) for member in members]
+    single = all_epochs(singles[0].epoch_fn, packed.COMPILER_OPTIONS)
+    single_states = [engine.init() for engine in singles]
 
     programs = {}
-    for name in sweep.ENGINES:
-        engine = sweep.make_engine(name, optimizer, "manual", cfg.trainer.batch_size)
-        state = sweep.init_sweep_state(engine, optimizer, members, sizes, cfg.model.init,
-                                       jnp.float32)
-        programs[name] = (all_epochs(engine.train_epoch, engine.compiler_options), state, engine)
+    for name in SWEEP_ENGINES:
+        engine = engine_for(cfg, name, members, sizes, optimizer)
+        options = packed.COMPILER_OPTIONS if name == "packed" else None
+        programs[name] = (all_epochs(engine.epoch_fn, options), engine.init(), engine)
 
     def run_sequential():
         return [single(state, x, y) for state in single_states]
@@ -174,13 +167,12 @@ def profile_packed_epoch(cfg, epochs: int = 5) -> None:
 
     splits = prepare_data(cfg)
     arrays = cast_splits(splits, jnp.float32)
-    members = sweep.sweep_members(cfg)
+    members = members_of(cfg)
     optimizer = make_optimizer(cfg.optimizer, STEPS_PER_EPOCH, EPOCHS)
-    engine = sweep.make_engine("packed", optimizer, "manual", cfg.trainer.batch_size)
-    state = sweep.init_sweep_state(engine, optimizer, members, network_sizes(cfg, splits),
-                                   cfg.model.init, jnp.float32)
-    options = {"xla_cpu_enable_xprof_traceme": True, **sweep.PACKED_COMPILER_OPTIONS}
-    epoch = jax.jit(engine.train_epoch, compiler_options=options)
+    engine = engine_for(cfg, "packed", members, network_sizes(cfg, splits), optimizer)
+    state = engine.init()
+    options = {"xla_cpu_enable_xprof_traceme": True, **packed.COMPILER_OPTIONS}
+    epoch = jax.jit(engine.epoch_fn, compiler_options=options)
     state = jax.block_until_ready(epoch(state, arrays["x_train"], arrays["y_train"])[0])
     with tempfile.TemporaryDirectory() as directory:
         with jax.profiler.trace(directory, create_perfetto_trace=True):
@@ -230,7 +222,7 @@ def main() -> None:
         for name, seconds in times.items():
             print(f"  {name:<10} {describe(seconds)}")
         sequential = np.median(times["sequential"])
-        for name in sweep.ENGINES:
+        for name in SWEEP_ENGINES:
             print(f"  {name} vs sequential: {sequential / np.median(times[name]):.1f}× "
                   f"(median/median; min/min {min(times['sequential']) / min(times[name]):.1f}×)")
     if not args.skip_end_to_end:

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import jax
 
-from deltaprop.benchmarking import (
+# benchmarking.py and peers.py sit beside this script, so its directory (sys.path[0]) finds them.
+from benchmarking import (
     PEERS,
     WORKLOADS,
     BenchConfig,

@@ -5,21 +5,18 @@
 Prints one row per layer and leaf; exits 1 when any check fails.
 """
 
-import jax
-
-jax.config.update("jax_enable_x64", True)  # before any array exists
-
 import hydra
 from omegaconf import DictConfig
 
-import deltaprop.config  # noqa: F401  (registers the structured config schema)
-from deltaprop.trainer import run_gradcheck
-from deltaprop.xla_cache import enable_compilation_cache
+import deltaprop.io.config
+from deltaprop.io.xla_cache import enable_compilation_cache
+from deltaprop.run.setup import gradcheck_from_config
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> None:
-    report = run_gradcheck(cfg)
+    deltaprop.io.config.validate_config(cfg)
+    report = gradcheck_from_config(cfg)
     print(report.format_table())
     if not report.passed:
         raise SystemExit(1)

@@ -16,22 +16,15 @@ import sys
 from pathlib import Path
 
 import hydra
-import jax
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-import deltaprop.config
-from deltaprop.worked_example import (
-    DEFAULT_BATCH,
-    format_console,
-    format_markdown,
-    inputs_from_config,
-    worked_example,
-)
-from deltaprop.xla_cache import enable_compilation_cache
-
-jax.config.update("jax_enable_x64", True)  # before any array exists (the imports make none)
+import deltaprop.io.config
+from deltaprop.io.xla_cache import enable_compilation_cache
+from deltaprop.run.setup import worked_example_inputs
+from deltaprop.teaching.render import format_console, format_markdown
+from deltaprop.teaching.worked_example import DEFAULT_BATCH, worked_example
 
 ConfigStore.instance().store(
     name="worked_example_app",
@@ -42,9 +35,9 @@ ConfigStore.instance().store(
 @hydra.main(version_base="1.3", config_path="../conf", config_name="worked_example_app")
 def main(cfg: DictConfig) -> None:
     try:
-        deltaprop.config.validate_config(cfg)
+        deltaprop.io.config.validate_config(cfg)
         batch = OmegaConf.select(cfg, "worked_example.batch", default=DEFAULT_BATCH)
-        params, x, y = inputs_from_config(cfg, batch)
+        params, x, y = worked_example_inputs(cfg, batch)
     except ValueError as error:  # ConfigError, DataError, a bad batch: found before any work
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)

@@ -1,16 +1,33 @@
-"""Test-wide JAX settings: float64 available everywhere (set before any array exists).
+"""Shared test settings and fixtures.
 
-Tests that want float32 ask for it explicitly with dtype=jnp.float32.
+Settings: float64 available everywhere (set before any array exists; tests that want float32 ask
+for it with dtype=jnp.float32), W&B offline, and one persistent XLA cache for the session.
+
+Helpers (import them: `from conftest import draw_problem`):
+    draw_problem     (seed, sizes, n, ...) -> (params, x, y), a random problem
+    compose_config   (*overrides) -> conf/config.yaml composed
+    cli_env          the environment of a command-line test (CPU, W&B offline, no cluster)
+    assert_same_params, max_param_difference   parameter files compared
+
+Fixtures:
+    make_cfg         (*overrides, run_dir=..., small=True) -> a composed config on tmp_path
+    recorded_runs    the W&B runs a training run opens, as RecordingLoggers (make_logger replaced)
+    run_cli          (script, *args, ...) -> the CompletedProcess of `python experiments/<script>`
+    batch, example   the textbook's five-layer network on four examples, and its worked example
 """
 
+import itertools
 import os
+import subprocess
+import sys
 import tempfile
+from pathlib import Path
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("WANDB_START_METHOD", "thread")
 # One persistent XLA cache for the session, inherited by the subprocesses the tests start: the
-# same small programs are compiled by many tests (see deltaprop/xla_cache.py).
+# same small programs are compiled by many tests (see deltaprop/io/xla_cache.py).
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="deltaprop-xla-"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
@@ -18,3 +35,183 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 import jax
 
 jax.config.update("jax_enable_x64", True)
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+
+import deltaprop.io.config  # noqa: F401  (registers the structured config schema)
+from deltaprop.io.files import load_params
+from deltaprop.io.tracking import NullLogger
+
+ROOT = Path(__file__).parents[1]
+CONF = ROOT / "conf"
+EXPERIMENTS = ROOT / "experiments"
+CLUSTER_VARIABLES = ("SLURM_", "OMPI_", "PMI_", "JAX_COORDINATOR", "JAX_NUM_PROCESSES",
+                     "JAX_PROCESS_ID", "XLA_FLAGS")
+
+# A run that takes a second: tiny data and network, few epochs, no W&B, no progress bar, no
+# figures (tests that check them turn them on).
+SMALL = [
+    "logger=none",
+    "logger.log_gradcheck=false",
+    "logger.plots=false",
+    "trainer.progress=false",
+    "dataset.n_samples=120",
+    "model.hidden=[4]",
+    "trainer.batch_size=16",
+    "trainer.epochs=3",
+    "trainer.eval_every=2",
+]
+
+
+def compose_config(*overrides: str, return_hydra_config: bool = False):
+    """conf/config.yaml composed with `overrides`, as `python experiments/train.py` would."""
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose("config", overrides=list(overrides),
+                       return_hydra_config=return_hydra_config)
+
+
+@pytest.fixture
+def make_cfg(tmp_path):
+    """(*overrides, run_dir=tmp_path / "run", small=True) -> a composed config; `small` puts
+    SMALL first."""
+
+    def make(*overrides: str, run_dir: Path | None = None, small: bool = True):
+        run_dir = tmp_path / "run" if run_dir is None else run_dir
+        return compose_config(*(SMALL if small else []), f"run_dir={run_dir}", *overrides)
+
+    return make
+
+
+def draw_problem(seed, sizes, n, dtype=np.float64, bias_scale=0.1, as_numpy=False):
+    """Xavier-uniform W, Gaussian b (std bias_scale), Gaussian x and 0/1 y: jax arrays of
+    `dtype`, or writable NumPy arrays (drawn with NumPy: eager jax.random would compile per
+    shape)."""
+    rng = np.random.default_rng(seed)
+    array = (lambda a: np.array(a, dtype)) if as_numpy else (lambda a: jnp.asarray(a, dtype))
+    params = []
+    for n_in, n_out in itertools.pairwise(sizes):
+        limit = np.sqrt(6.0 / (n_in + n_out))
+        params.append({
+            "W": array(rng.uniform(-limit, limit, (n_in, n_out))),
+            "b": array(bias_scale * rng.normal(size=n_out)),
+        })
+    x = array(rng.normal(size=(n, sizes[0])))
+    y = array(rng.integers(0, 2, size=(n, sizes[-1])))
+    return params, x, y
+
+
+class RecordingLogger(NullLogger):
+    """Stands in for a W&B run: records what it receives."""
+
+    def __init__(self, logger_cfg=None, config=None, run_dir=None, name=None, group=None,
+                 resume_id=None, job_type="train"):
+        self.config, self.name, self.group, self.job_type = config, name, group, job_type
+        self.resume_id = resume_id
+        self.run_id = resume_id or f"run-{id(self):x}"
+        self.steps, self.summary, self.images, self.tables, self.artifacts = [], {}, {}, {}, []
+        self.exit_code = None
+
+    def log(self, metrics, step):
+        self.steps.append((step, dict(metrics)))
+
+    def log_images(self, images, step):
+        self.images |= images
+
+    def log_table(self, name, columns, rows):
+        self.tables[name] = (columns, rows)
+
+    def log_artifact(self, name, kind, path):
+        self.artifacts.append(name)
+
+    def summarize(self, metrics):
+        self.summary |= metrics
+
+    def finish(self, exit_code=0):
+        if self.exit_code is None:
+            self.exit_code = exit_code
+
+
+@pytest.fixture
+def recorded_runs(monkeypatch):
+    """Every W&B run the next training runs open, in order of opening."""
+    import deltaprop.run.loop
+
+    runs: list[RecordingLogger] = []
+
+    def make_logger(*args, **kwargs):
+        runs.append(RecordingLogger(*args, **kwargs))
+        return runs[-1]
+
+    monkeypatch.setattr(deltaprop.run.loop, "make_logger", make_logger)
+    return runs
+
+
+WORKED_SIZES = (2, 3, 3, 3, 1)  # the textbook's five layers
+WORKED_LEARNING_RATE = 0.5
+
+
+@pytest.fixture(scope="session")
+def batch():
+    """A batch of four examples for the textbook's five-layer network, float64."""
+    from deltaprop.network import init_params
+
+    with jax.enable_x64(True):
+        params = init_params(jax.random.key(0), WORKED_SIZES, "xavier", jnp.float64)
+        x = jax.random.normal(jax.random.key(1), (4, 2), jnp.float64)
+    return params, x, jnp.array([[1.0], [0.0], [0.0], [1.0]], jnp.float64)
+
+
+@pytest.fixture(scope="session")
+def example(batch):
+    """The worked example of `batch` at η = WORKED_LEARNING_RATE."""
+    from deltaprop.teaching.worked_example import worked_example
+
+    return worked_example(*batch, learning_rate=WORKED_LEARNING_RATE)
+
+
+def cli_env(devices: int = 1, **extra: str) -> dict[str, str]:
+    """This environment without cluster settings, on the CPU with `devices` devices."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(CLUSTER_VARIABLES)}
+    env |= {"JAX_PLATFORMS": "cpu", "WANDB_MODE": "offline", **extra}
+    if devices > 1:
+        env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    return env
+
+
+@pytest.fixture
+def run_cli():
+    """(script, *args, cwd=ROOT, env=cli_env(), timeout=300) -> CompletedProcess of
+    `python experiments/<script> args...`, output captured as text."""
+
+    def run(script: str, *args: str, cwd: Path = ROOT, env=None, timeout: float = 300):
+        return subprocess.run(
+            [sys.executable, str(EXPERIMENTS / script), *args], check=False, cwd=cwd,
+            env=cli_env() if env is None else env, capture_output=True, text=True,
+            timeout=timeout,
+        )
+
+    return run
+
+
+def max_param_difference(path_a: Path, path_b: Path) -> float:
+    """max |a − b| over every leaf of two parameter files of the same network."""
+    params_a, params_b = load_params(path_a), load_params(path_b)
+    assert len(params_a) == len(params_b)
+    return max(
+        float(np.max(np.abs(np.asarray(a[leaf], np.float64) - np.asarray(b[leaf], np.float64))))
+        for a, b in zip(params_a, params_b)
+        for leaf in ("W", "b")
+    )
+
+
+def assert_same_params(path_a: Path, path_b: Path) -> None:
+    """Bit for bit: same dtypes, same values."""
+    params_a, params_b = load_params(path_a), load_params(path_b)
+    assert len(params_a) == len(params_b)
+    for layer_a, layer_b in zip(params_a, params_b, strict=True):
+        for leaf in ("W", "b"):
+            assert layer_a[leaf].dtype == layer_b[leaf].dtype
+            assert np.array_equal(layer_a[leaf], layer_b[leaf]), leaf

@@ -1,11 +1,11 @@
 """The hand-written backward pass against autodiff, closed forms and extreme inputs."""
 
-import itertools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import draw_problem
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -26,23 +26,6 @@ def _both_grads(params, x, y):
     return deltaprop.manual_grad(params, x, y), jax.grad(deltaprop.loss_fn)(params, x, y)
 
 
-def _problem(seed, sizes, n, dtype=np.float64, bias_scale=0.1):
-    """Xavier-uniform W, Gaussian b, Gaussian x and 0/1 y, as jax arrays of `dtype`."""
-    rng = np.random.default_rng(seed)
-    params = []
-    for n_in, n_out in itertools.pairwise(sizes):
-        limit = np.sqrt(6.0 / (n_in + n_out))
-        params.append(
-            {
-                "W": jnp.asarray(rng.uniform(-limit, limit, (n_in, n_out)), dtype),
-                "b": jnp.asarray(bias_scale * rng.normal(size=n_out), dtype),
-            }
-        )
-    x = jnp.asarray(rng.normal(size=(n, sizes[0])), dtype)
-    y = jnp.asarray(rng.integers(0, 2, size=(n, sizes[-1])), dtype)
-    return params, x, y
-
-
 def _leaf_errors(g1, g2):
     return [
         deltaprop.relative_error(a, b) for a, b in zip(jax.tree.leaves(g1), jax.tree.leaves(g2))
@@ -60,7 +43,7 @@ def _assert_same_structure(grads, params):
 
 
 @pytest.mark.slow  # one compilation per drawn shape: ~10-20 s on 2 CPU cores
-@settings(max_examples=25, deadline=None, database=None)
+@settings(max_examples=15, deadline=None, database=None)
 @given(
     depth=st.integers(1, 6),
     widths=st.lists(st.integers(1, 32), min_size=6, max_size=6),
@@ -71,7 +54,7 @@ def _assert_same_structure(grads, params):
 def test_manual_grad_equals_autodiff_float64(depth, widths, n_outputs, batch, seed):
     # depth weight layers: inputs, depth − 1 hidden widths, outputs.
     sizes = [widths[0], *widths[1:depth], n_outputs]
-    params, x, y = _problem(seed, sizes, batch)
+    params, x, y = draw_problem(seed, sizes, batch)
     manual, autodiff = _both_grads(params, x, y)
     _assert_same_structure(manual, params)
     errors = _leaf_errors(manual, autodiff)
@@ -80,7 +63,7 @@ def test_manual_grad_equals_autodiff_float64(depth, widths, n_outputs, batch, se
 
 @pytest.mark.parametrize("sizes", [[2, 3, 3, 3, 1], [4, 1], [3, 5, 2], [8, 16, 16, 4]])
 def test_manual_grad_equals_autodiff_float32(sizes):
-    params, x, y = _problem(0, sizes, 16, dtype=np.float32)
+    params, x, y = draw_problem(0, sizes, 16, dtype=np.float32)
     manual, autodiff = _both_grads(params, x, y)
     _assert_same_structure(manual, params)
     assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(manual))
@@ -89,7 +72,7 @@ def test_manual_grad_equals_autodiff_float32(sizes):
 
 
 def test_manual_value_and_grad_returns_loss_fn_and_manual_grad():
-    params, x, y = _problem(1, [3, 4, 2], 6)
+    params, x, y = draw_problem(1, [3, 4, 2], 6)
     loss, grads = deltaprop.manual_value_and_grad(params, x, y)
     np.testing.assert_allclose(loss, loss_fn_jit(params, x, y), rtol=1e-14)
     for g, h in zip(jax.tree.leaves(grads), jax.tree.leaves(manual_grad_jit(params, x, y))):
@@ -121,7 +104,7 @@ def test_manual_grad_at_zero_logits_matches_the_closed_form():
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
 def test_no_hidden_layer_is_logistic_regression(dtype):
-    params, x, y = _problem(2, [5, 1], 12, dtype=dtype, bias_scale=1.0)
+    params, x, y = draw_problem(2, [5, 1], 12, dtype=dtype, bias_scale=1.0)
     w, b = np.asarray(params[0]["W"], np.float64), np.asarray(params[0]["b"], np.float64)
     X, Y = np.asarray(x, np.float64), np.asarray(y, np.float64)
     residual = 1.0 / (1.0 + np.exp(-(X @ w + b))) - Y  # σ(Xw + b) − y, (N, 1)
@@ -133,7 +116,7 @@ def test_no_hidden_layer_is_logistic_regression(dtype):
 
 @pytest.mark.parametrize("sizes", [[3, 4, 1], [3, 4, 3]])
 def test_output_delta_is_residual_over_all_elements(sizes):
-    params, x, y = _problem(3, sizes, 7)
+    params, x, y = draw_problem(3, sizes, 7)
     trace = backprop_jit(params, x, y)
     probabilities = jax.nn.sigmoid(forward_jit(params, x))
     n_outputs = sizes[-1]
@@ -146,7 +129,7 @@ def test_output_delta_is_residual_over_all_elements(sizes):
 def test_backprop_trace_shapes_and_contents():
     sizes = [3, 5, 4, 2]
     n = 6
-    params, x, y = _problem(4, sizes, n)
+    params, x, y = draw_problem(4, sizes, n)
     trace = backprop_jit(params, x, y)
     L = len(sizes)
     assert len(trace.activations) == L
@@ -180,7 +163,7 @@ def test_backprop_trace_shapes_and_contents():
 def test_saturated_hidden_units_give_finite_grads_and_zero_delta(dtype):
     # One input of ±1 and a first-layer W of ±1e4: every hidden pre-activation is exactly ±1e4,
     # where σ rounds to 0 or 1 and σ'(z) = a(1 − a) is exactly 0 (not NaN).
-    params, _, y = _problem(5, [1, 4, 3, 2], 4, dtype=dtype)
+    params, _, y = draw_problem(5, [1, 4, 3, 2], 4, dtype=dtype)
     params[0]["W"] = jnp.asarray([[1e4, -1e4, 1e4, -1e4]], dtype)
     params[0]["b"] = jnp.zeros((4,), dtype)
     x = jnp.asarray([[1.0], [-1.0], [1.0], [-1.0]], dtype)
@@ -207,7 +190,7 @@ def test_saturated_hidden_units_give_finite_grads_and_zero_delta(dtype):
 def test_delta_shrinks_by_at_least_four_per_sigmoid_layer():
     # δ_l = (δ_{l+1} W_{l+1}ᵀ) ⊙ σ'(z_l) with σ' ≤ 1/4: element-wise, |δ_l| ≤ |δ_{l+1} W_{l+1}ᵀ| / 4.
     sizes = [4, 6, 6, 6, 1]
-    params, x, y = _problem(6, sizes, 8)
+    params, x, y = draw_problem(6, sizes, 8)
     trace = backprop_jit(params, x, y)
     for i in range(len(params) - 1):
         upstream = trace.deltas[i + 1] @ params[i + 1]["W"].T  # δ_{l+1} W_{l+1}ᵀ
@@ -228,7 +211,7 @@ def test_jitted_manual_grad_compiles_once():
     jitted = jax.jit(counted)
     sizes = [3, 4, 2]
     for seed in range(3):
-        params, x, y = _problem(10 + seed, sizes, 5)
+        params, x, y = draw_problem(10 + seed, sizes, 5)
         grads = jitted(params, x, y)
         for g, h in zip(jax.tree.leaves(grads), jax.tree.leaves(manual_grad_jit(params, x, y))):
             np.testing.assert_allclose(g, h, rtol=1e-13, atol=1e-17)
@@ -239,7 +222,7 @@ def test_jitted_manual_grad_compiles_once():
 
 
 def test_loss_fn_manual_value_and_grads():
-    params, x, y = _problem(7, [3, 5, 4, 2], 6)
+    params, x, y = draw_problem(7, [3, 5, 4, 2], 6)
     np.testing.assert_allclose(
         deltaprop.loss_fn_manual(params, x, y), loss_fn_jit(params, x, y), rtol=1e-14
     )
@@ -251,7 +234,7 @@ def test_loss_fn_manual_value_and_grads():
 
 
 def test_loss_fn_manual_grads_with_respect_to_inputs_and_labels():
-    params, x, y = _problem(8, [3, 5, 2], 6)
+    params, x, y = draw_problem(8, [3, 5, 2], 6)
     for argnums in (1, 2):
         ours = jax.grad(deltaprop.loss_fn_manual, argnums=argnums)(params, x, y)
         theirs = jax.grad(deltaprop.loss_fn, argnums=argnums)(params, x, y)
@@ -260,14 +243,14 @@ def test_loss_fn_manual_grads_with_respect_to_inputs_and_labels():
 
 
 def test_loss_fn_manual_respects_the_outer_cotangent():
-    params, x, y = _problem(9, [3, 4, 1], 5)
+    params, x, y = draw_problem(9, [3, 4, 1], 5)
     scaled = jax.grad(lambda p: 3.0 * deltaprop.loss_fn_manual(p, x, y))(params)
     for g, h in zip(jax.tree.leaves(scaled), jax.tree.leaves(manual_grad_jit(params, x, y))):
         np.testing.assert_allclose(g, 3.0 * h, rtol=1e-14, atol=1e-18)
 
 
 def test_bfloat16_matmuls_stay_close_to_float32():
-    params, x, y = _problem(11, [4, 8, 2], 16, dtype=np.float32)
+    params, x, y = draw_problem(11, [4, 8, 2], 16, dtype=np.float32)
     low = jax.jit(lambda p, a, b: deltaprop.manual_grad(p, a, b, jnp.bfloat16))(params, x, y)
     full = manual_grad_jit(params, x, y)
     _assert_same_structure(low, params)
@@ -291,7 +274,7 @@ def test_bfloat16_matmuls_stay_close_to_float32():
     ],
 )
 def test_bad_shapes_are_rejected_naming_them(function):
-    params, _, _ = _problem(0, [3, 4, 2], 5)
+    params, _, _ = draw_problem(0, [3, 4, 2], 5)
     good_y = jnp.zeros((5, 2))
     call = (
         (lambda x, y: function(params, x))

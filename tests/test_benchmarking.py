@@ -5,12 +5,16 @@ No timing is asserted (CI machines are noisy); peers beyond plain JAX are never 
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import pytest
 
-from deltaprop import benchmarking
-from deltaprop.benchmarking import (
+# The harness (benchmarking.py, peers.py) lives in experiments/, outside the package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+
+import benchmarking
+from benchmarking import (
     Report,
     Result,
     Runner,

@@ -5,20 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
+from conftest import compose_config
 from hydra.errors import ConfigCompositionException
-from omegaconf import DictConfig
 
-import deltaprop.config  # noqa: F401  (registers the structured config schema)
-from deltaprop.config import ConfigError, validate_config
+from deltaprop.io.config import ConfigError, validate_config
 
 CONF_DIR = Path(__file__).parents[1] / "conf"
 GROUPS = ("model", "dataset", "optimizer", "trainer", "logger", "experiment")
-
-
-def compose_config(*overrides: str) -> DictConfig:
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides))
 
 
 def group_options() -> list[tuple[str, str]]:

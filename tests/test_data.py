@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
-from deltaprop.config import DatasetConfig
-from deltaprop.data import (
+from deltaprop.io.config import DatasetConfig
+from deltaprop.io.data import (
     DataError,
     Dataset,
     check_feature_count,

@@ -6,16 +6,19 @@ compilations, so the file stays fast).
 
 from __future__ import annotations
 
-import itertools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from sklearn.metrics import roc_auc_score
+from conftest import draw_problem
 
 from deltaprop.backprop import backprop_trace
-from deltaprop.diagnostics import SATURATION_THRESHOLD, evaluate, layer_statistics, roc_auc
+from deltaprop.diagnostics import (
+    SATURATION_THRESHOLD,
+    evaluate,
+    layer_statistics,
+    progress_metrics,
+)
 from deltaprop.losses import loss_fn
 
 SIZES = [3, 5, 4, 1]  # layers 2 and 3 hidden, layer 4 the output
@@ -24,21 +27,8 @@ trace_of = jax.jit(backprop_trace)
 autodiff_grad = jax.jit(jax.grad(loss_fn))
 
 
-def toy_problem(n: int = 20, seed: int = 0):
-    """float64 params for SIZES (Xavier-sized weights) and a batch x: (n, 3), y: (n, 1)."""
-    rng = np.random.default_rng(seed)
-    params = [
-        {"W": rng.uniform(-1, 1, (n_in, n_out)) * np.sqrt(6 / (n_in + n_out)),
-         "b": rng.normal(0, 0.1, n_out)}
-        for n_in, n_out in itertools.pairwise(SIZES)
-    ]
-    x = rng.normal(size=(n, SIZES[0]))
-    y = (rng.uniform(size=(n, SIZES[-1])) < 0.5).astype(np.float64)
-    return params, x, y
-
-
 def test_layer_statistics_keys_per_layer():
-    params, x, y = toy_problem()
+    params, x, y = draw_problem(0, SIZES, 20, as_numpy=True)
     stats = statistics_of(params, x, y)
     expected = set()
     for layer in (2, 3, 4):
@@ -50,7 +40,7 @@ def test_layer_statistics_keys_per_layer():
 
 
 def test_layer_statistics_values_by_hand():
-    params, x, y = toy_problem()
+    params, x, y = draw_problem(0, SIZES, 20, as_numpy=True)
     stats = statistics_of(params, x, y)
     trace = trace_of(params, x, y)
     autodiff = autodiff_grad(params, x, y)
@@ -74,7 +64,7 @@ def test_layer_statistics_values_by_hand():
 
 def test_delta_norm_is_that_of_dloss_dz():
     """δ_l = ∂L/∂z_l, checked through autodiff: add a zero offset to z_l and differentiate."""
-    params, x, y = toy_problem()
+    params, x, y = draw_problem(0, SIZES, 20, as_numpy=True)
 
     @jax.jit
     def dloss_dz(offsets):
@@ -96,7 +86,7 @@ def test_delta_norm_is_that_of_dloss_dz():
 
 
 def test_saturation_is_one_when_pre_activations_are_huge():
-    params, x, y = toy_problem()
+    params, x, y = draw_problem(0, SIZES, 20, as_numpy=True)
     assert float(statistics_of(params, x, y)["layer_2/saturated"]) < 0.5
     # one of the five units of layer 2 driven to |z| ≥ 1e2 on every example: 1/5 saturated
     W = params[0]["W"].copy()
@@ -119,7 +109,7 @@ def test_saturation_is_one_when_pre_activations_are_huge():
 
 
 def test_evaluate_by_hand():
-    params, x, y = toy_problem()
+    params, x, y = draw_problem(0, SIZES, 20, as_numpy=True)
     evaluate_jit = jax.jit(evaluate)
     result = evaluate_jit(params, x, y)
     probabilities = np.asarray(trace_of(params, x, y).activations[-1])
@@ -134,18 +124,16 @@ def test_evaluate_by_hand():
     assert float(perfect["acc"]) == 1.0
 
 
-def test_roc_auc_matches_sklearn():
-    rng = np.random.default_rng(0)
-    y = rng.integers(0, 2, size=(50, 1)).astype(float)
-    probabilities = np.clip(0.3 * y + rng.uniform(size=(50, 1)), 0, 1)
-    value = roc_auc(y, probabilities)
-    assert value == pytest.approx(roc_auc_score(y.ravel(), probabilities.ravel()), abs=1e-15)
-    assert 0.5 < value < 1.0
-    assert roc_auc(y, y) == 1.0
-    assert roc_auc(y, 1 - y) == 0.0
-
-
-@pytest.mark.parametrize("label", [0.0, 1.0])
-def test_roc_auc_is_nan_for_a_single_class(label):
-    y = np.full((8, 1), label)
-    assert np.isnan(roc_auc(y, np.linspace(0, 1, 8)[:, None]))
+def test_progress_metrics_is_one_program_of_evaluate_and_statistics():
+    params, x, y = draw_problem(0, SIZES, 20, as_numpy=True)
+    arrays = {"x_train": x, "y_train": y, "x_val": x[:7], "y_val": y[:7], "x_test": x[7:],
+              "y_test": y[7:]}
+    got = jax.jit(progress_metrics)(params, arrays)
+    evaluate_jit = jax.jit(evaluate)
+    for split, (x_split, y_split) in {"val": (x[:7], y[:7]), "test": (x[7:], y[7:])}.items():
+        expected = evaluate_jit(params, x_split, y_split)
+        assert float(got[split]["loss"]) == pytest.approx(float(expected["loss"]), rel=1e-12)
+    expected = jax.jit(layer_statistics)(params, x, y)
+    assert set(got["statistics"]) == set(expected)
+    for key, value in expected.items():
+        assert float(got["statistics"][key]) == pytest.approx(float(value), rel=1e-12), key

@@ -51,7 +51,7 @@ REQUIRED_REFERENCES = {
     "deltaprop.training.make_train_step",
     "deltaprop.diagnostics.layer_statistics",
     "deltaprop.gradient_check.gradcheck",
-    "deltaprop.worked_example.worked_example",
+    "deltaprop.teaching.worked_example.worked_example",
 }
 
 

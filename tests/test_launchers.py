@@ -10,20 +10,15 @@ import math
 import os
 import stat
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from hydra import compose, initialize_config_dir
+from conftest import cli_env, compose_config
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
-import deltaprop.config  # noqa: F401  (registers the structured config schema)
-
 ROOT = Path(__file__).resolve().parents[1]
-CONF = str(ROOT / "conf")
-TRAIN = str(ROOT / "experiments" / "train.py")
 SEARCHED = {"optimizer.lr", "model.hidden", "optimizer.weight_decay"}
 
 
@@ -35,17 +30,12 @@ def hparams_search(choice: str = "optuna") -> str:
 
 
 def compose_with_hydra(*overrides: str):
-    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-        return compose("config", overrides=list(overrides), return_hydra_config=True)
+    return compose_config(*overrides, return_hydra_config=True)
 
 
-def run_train(*args: str, timeout: float = 170) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "JAX_", "XLA_"))}
-    env |= {"JAX_PLATFORMS": "cpu", "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
-    done = subprocess.run(
-        [sys.executable, TRAIN, *args], check=False, env=env, cwd=ROOT, capture_output=True,
-        text=True, timeout=timeout,
-    )
+def run_train(run_cli, *args: str, timeout: float = 170) -> subprocess.CompletedProcess:
+    env = cli_env() | {"WANDB_SILENT": "true"}
+    done = run_cli("train.py", *args, env=env, timeout=timeout)
     assert done.returncode == 0, done.stderr[-3000:]
     return done
 
@@ -95,9 +85,10 @@ def test_slurm_keys_reach_the_sbatch_script(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_local_submitit_multirun_two_jobs_with_offline_wandb(tmp_path):
+def test_local_submitit_multirun_two_jobs_with_offline_wandb(run_cli, tmp_path):
     sweep = tmp_path / "sweep"
     run_train(
+        run_cli,
         "-m", "hydra/launcher=local", "seed=0,1", "trainer.epochs=2", "logger=wandb",
         "logger.mode=offline", "logger.log_gradcheck=false", "trainer.progress=false",
         "dataset.n_samples=200", f"hydra.sweep.dir={sweep}",
@@ -138,16 +129,16 @@ def test_optuna_search_space_parses_into_valid_overrides():
     parser = OverridesParser.create()
     widths = [parser.parse_override(f"model.hidden={choice}").value() for choice in hidden.choices]
     assert widths == [[8], [16], [32], [16, 16], [32, 32]]
-    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-        cfg = compose("config", overrides=[f"model.hidden={hidden.choices[3]}"])
+    cfg = compose_config(f"model.hidden={hidden.choices[3]}")
     assert list(cfg.model.hidden) == [16, 16]
 
 
 @pytest.mark.slow
-def test_optuna_search_three_trials(tmp_path):
+def test_optuna_search_three_trials(run_cli, tmp_path):
     sweep = tmp_path / "search"
     run_train(
-        "-m", hparams_search(), "hydra.sweeper.n_trials=3", "trainer.epochs=2", "logger=none",
+        run_cli,
+        "-m", hparams_search(), "hydra.sweeper.n_trials=3", "trainer.epochs=2", "logger=none", "logger.plots=false",
         "logger.log_gradcheck=false", "trainer.progress=false", "dataset.n_samples=200",
         f"hydra.sweep.dir={sweep}",
     )

@@ -1,46 +1,19 @@
-"""Tests for the NaN/inf guard of trainer.train: stop, name epoch and layer, keep checkpoints."""
+"""Tests for deltaprop.nan_guard: which members are finite, and the messages naming the epoch and
+the first layer affected. (The guard in the training loop is tested in test_loop.py.)"""
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
-
-import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
-from hydra import compose, initialize_config_dir
 
-import deltaprop.config  # noqa: F401  (registers the structured config schema)
-from deltaprop import checkpointing, trainer
-from deltaprop.tracking import NullLogger
-from deltaprop.trainer import (
-    TrainingDiverged,
-    all_finite,
+from deltaprop import packed
+from deltaprop.nan_guard import (
+    diverged_error,
     divergence_message,
+    finite_members,
     first_non_finite_parameter,
     first_non_finite_pre_activation,
-    train,
 )
-
-CONF = str(Path(__file__).parents[1] / "conf")
-
-# lr·weight_decay = 1000: θ ← θ − η(g + λθ) multiplies θ by about −999 per step, so the weights
-# overflow float32 within a few epochs (4 steps each).
-EXPLODING = [
-    "logger=none",
-    "logger.log_gradcheck=false",
-    "trainer.progress=false",
-    "dataset.n_samples=200",
-    "model.hidden=[4]",
-    "trainer.epochs=10",
-    "optimizer.weight_decay=1e3",
-]
-
-
-def make_cfg(run_dir: Path, *overrides: str):
-    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-        return compose("config", overrides=[*EXPLODING, f"run_dir={run_dir}", *overrides])
 
 
 def tiny_params(dtype=jnp.float32):
@@ -50,28 +23,28 @@ def tiny_params(dtype=jnp.float32):
     ]
 
 
-class RecordingLogger(NullLogger):
-    def __init__(self):
-        self.exit_codes: list[int] = []
-        self.logged_steps: list[int] = []
-
-    def log(self, metrics, step):
-        self.logged_steps.append(step)
-
-    def finish(self, exit_code: int = 0) -> None:
-        self.exit_codes.append(exit_code)
-
-
 # ---------------------------------------------------------------- the pieces
 
 
-def test_all_finite():
+def test_finite_members_of_a_single_run():
     params = tiny_params()
-    losses = jnp.array([0.5, 0.4], jnp.float32)
-    assert bool(all_finite(losses, params))
-    assert not bool(all_finite(losses.at[1].set(jnp.inf), params))
+    losses = jnp.array([[0.5, 0.4]], jnp.float32)  # (1 member, 2 steps)
+    no_member_axis = lambda leaf: None
+    assert finite_members(losses, params, no_member_axis).tolist() == [True]
+    assert finite_members(losses.at[0, 1].set(jnp.inf), params, no_member_axis).tolist() == [False]
     params[1]["b"] = params[1]["b"].at[0].set(jnp.nan)
-    assert not bool(all_finite(losses, params))
+    assert finite_members(losses, params, no_member_axis).tolist() == [False]
+
+
+def test_finite_members_names_each_member_in_both_layouts():
+    rng = np.random.default_rng(0)
+    stacked = [{"W": jnp.asarray(rng.normal(size=(3, 2, 4))), "b": jnp.zeros((3, 4))}]
+    stacked[0]["W"] = stacked[0]["W"].at[1, 0, 2].set(jnp.nan)  # member 1's W
+    losses = jnp.zeros((3, 5)).at[2, 4].set(jnp.inf)  # member 2's last step
+    first_axis = lambda leaf: 0
+    assert finite_members(losses, stacked, first_axis).tolist() == [True, False, False]
+    assert finite_members(losses, packed.pack(stacked),
+                          packed.member_axis_of).tolist() == [True, False, False]
 
 
 def test_first_non_finite_parameter_in_layer_order():
@@ -108,71 +81,10 @@ def test_overflowing_pre_activation_is_named_when_parameters_are_finite():
     )
 
 
-# ---------------------------------------------------------------- end to end
-
-
-@pytest.mark.slow
-def test_divergence_stops_training_keeps_good_checkpoints_and_fails_the_run(
-    tmp_path, monkeypatch
-):
-    recorder = RecordingLogger()
-    monkeypatch.setattr(trainer, "make_logger", lambda *args, **kwargs: recorder)
-    run_dir = tmp_path / "run"
-    cfg = make_cfg(run_dir, "trainer.checkpoint_every=1", "trainer.keep_checkpoints=20",
-                   "trainer.eval_every=1")
-    with pytest.raises(TrainingDiverged) as error:
-        train(cfg)
-    message = str(error.value)
-    match = re.match(r"(loss|parameters) became non-finite at epoch (\d+); "
-                     r"first non-finite parameter: layer 2 W; last good checkpoint: ", message)
-    assert match, message
-    epoch = int(match.group(2))
-    assert 1 < epoch < 10
-    assert isinstance(error.value, RuntimeError)
-
-    root = run_dir / "checkpoints"
-    assert checkpointing.complete_steps(root) == list(range(1, epoch))  # the bad state not saved
-    assert f"{root / str(epoch - 1)} (epoch {epoch - 1})" in message
-    assert recorder.exit_codes == [1]  # the W&B run is marked failed
-    assert recorder.logged_steps == list(range(1, epoch))  # the bad epoch is not evaluated
-    assert not (run_dir / "params.safetensors").exists()
-
-    # The last good checkpoint loads, and holds finite parameters.
-    init_state = trainer.init_train_state(
-        trainer.init_params(jax.random.key(0), [2, 4, 1], "xavier", jnp.float32),
-        trainer.make_optimizer(cfg.optimizer, 4, 10),
-        jax.random.key(1),
+def test_diverged_error_names_what_is_left():
+    error = diverged_error("loss became non-finite at epoch 3", "last good checkpoint: c/2 (epoch 2)")
+    assert str(error) == (
+        "loss became non-finite at epoch 3; last good checkpoint: c/2 (epoch 2). Lower "
+        "optimizer.lr, or rerun with trainer.debug_nans=true to find the operation"
     )
-    state, progress = checkpointing.restore_checkpoint(
-        checkpointing.CheckpointRef(root, epoch - 1), init_state,
-        checkpointing.read_metadata(checkpointing.CheckpointRef(root, epoch - 1)),
-    )
-    assert int(state.epoch) == epoch - 1
-    assert all(np.isfinite(np.asarray(leaf)).all() for leaf in jax.tree.leaves(state.params))
-    assert [row["epoch"] for row in progress.history] == list(range(1, epoch))
-
-
-def test_divergence_without_checkpoints_says_so(tmp_path):
-    with pytest.raises(TrainingDiverged, match=r"at epoch \d+; .*no checkpoint to go back to "
-                                               r"\(trainer.checkpoint_every=0\)"):
-        train(make_cfg(tmp_path / "run"))
-
-
-def test_huge_learning_rate_overflows_the_loss(tmp_path):
-    """The weights stay finite, but the mean loss over the training split overflows float32."""
-    cfg = make_cfg(tmp_path / "run", "optimizer.weight_decay=0", "optimizer.lr=1e37",
-                   "trainer.eval_every=1")
-    with pytest.raises(TrainingDiverged, match=r"loss became non-finite at epoch \d+; all "
-                                               r"parameters are still finite"):
-        train(cfg)
-
-
-@pytest.mark.slow
-def test_debug_nans_names_the_operation_and_is_scoped(tmp_path):
-    with pytest.raises(TrainingDiverged) as error:
-        train(make_cfg(tmp_path / "run", "trainer.debug_nans=true"))
-    message = str(error.value)
-    assert re.match(r"NaN at epoch \d+ \(trainer.debug_nans\): invalid value \(nan\) "
-                    r"encountered in \w+ at \w+\.py:\d+: ", message), message
-    assert isinstance(error.value.__cause__, FloatingPointError)
-    assert not jax.config.jax_debug_nans  # restored after the run
+    assert isinstance(error, RuntimeError)

@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import draw_problem
 
 import deltaprop
 from deltaprop.network import check_batch, linear, validate_sizes
@@ -21,14 +22,6 @@ def _numpy_forward(params, x):
     for layer in params[:-1]:
         a = _numpy_sigmoid(a @ np.asarray(layer["W"]) + np.asarray(layer["b"]))
     return a @ np.asarray(params[-1]["W"]) + np.asarray(params[-1]["b"])
-
-
-def _random_batch(seed, n, n_in, n_out, dtype=np.float64):
-    """Gaussian x and 0/1 y from numpy (eager jax.random would compile per shape)."""
-    rng = np.random.default_rng(seed)
-    x = jnp.asarray(rng.normal(size=(n, n_in)), dtype)
-    y = jnp.asarray(rng.integers(0, 2, size=(n, n_out)), dtype)
-    return x, y
 
 
 # ---------------------------------------------------------------------------- init_params
@@ -123,7 +116,7 @@ def test_forward_matches_a_hand_computed_value():
 def test_forward_matches_numpy_reference():
     params = deltaprop.init_params(jax.random.key(6), SIZES, dtype=jnp.float64)
     params = [dict(layer, b=layer["b"] + 0.1 * (i + 1)) for i, layer in enumerate(params)]
-    x, _ = _random_batch(7, 9, SIZES[0], SIZES[-1])
+    _, x, _ = draw_problem(7, SIZES, 9)
     logits = deltaprop.forward(params, x)
     assert logits.shape == (9, SIZES[-1])
     assert logits.dtype == jnp.float64
@@ -139,13 +132,13 @@ def test_forward_casts_inputs_to_the_parameter_dtype():
 def test_forward_with_no_hidden_layer_is_affine():
     params = deltaprop.init_params(jax.random.key(9), [4, 1], dtype=jnp.float64)
     params[0]["b"] = jnp.array([0.3])
-    x, _ = _random_batch(10, 6, 4, 1)
+    _, x, _ = draw_problem(10, [4, 1], 6)
     np.testing.assert_allclose(deltaprop.forward(params, x), x @ params[0]["W"] + 0.3, rtol=1e-14)
 
 
 def test_predict_proba_is_sigmoid_of_forward_and_in_unit_interval():
     params = deltaprop.init_params(jax.random.key(11), SIZES, dtype=jnp.float64)
-    x, _ = _random_batch(12, 10, SIZES[0], SIZES[-1])
+    _, x, _ = draw_problem(12, SIZES, 10)
     # Scale the output layer so some probabilities saturate to exactly 0 or 1.
     params[-1]["W"] = params[-1]["W"] * 1e4
     probabilities = deltaprop.predict_proba(params, x)
@@ -157,7 +150,7 @@ def test_predict_proba_is_sigmoid_of_forward_and_in_unit_interval():
 
 def test_forward_is_jittable_and_agrees_with_eager():
     params = deltaprop.init_params(jax.random.key(13), SIZES, dtype=jnp.float64)
-    x, _ = _random_batch(14, 5, SIZES[0], SIZES[-1])
+    _, x, _ = draw_problem(14, SIZES, 5)
     np.testing.assert_allclose(
         jax.jit(deltaprop.forward)(params, x), deltaprop.forward(params, x), rtol=1e-14
     )

@@ -1,4 +1,5 @@
-"""Data parallelism (deltaprop.parallel, trainer.data_parallel / trainer.distributed).
+"""Data parallelism (deltaprop.run.parallel, trainer.data_parallel / trainer.distributed), for
+single runs and sweeps.
 
 The test process has one CPU device, so anything with several devices runs in a subprocess:
 XLA_FLAGS=--xla_force_host_platform_device_count=4 gives it four CPU devices, and two such
@@ -8,7 +9,6 @@ processes joined by jax.distributed make a two-host run on this machine.
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -18,10 +18,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import cli_env, max_param_difference
 
-import deltaprop.config  # noqa: F401  (registers the structured config schema)
-from deltaprop import parallel
-from deltaprop.serialization import load_params
+from deltaprop.io.files import load_params
+from deltaprop.run import parallel
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = str(ROOT / "conf")
@@ -29,21 +29,12 @@ CONF = str(ROOT / "conf")
 TINY = [
     "logger=none",
     "logger.log_gradcheck=false",
+    "logger.plots=false",
     "trainer.progress=false",
-    "trainer.epochs=5",
-    "trainer.eval_every=5",
+    "trainer.epochs=3",
+    "trainer.eval_every=3",
     "dataset.n_samples=200",
 ]
-CLUSTER_VARIABLES = ("SLURM_", "OMPI_", "PMI_", "JAX_", "XLA_FLAGS", "TPU_")
-
-
-def subprocess_env(devices: int = 1, **extra: str) -> dict[str, str]:
-    """This environment without any cluster settings, with `devices` CPU devices."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(CLUSTER_VARIABLES)}
-    env |= {"JAX_PLATFORMS": "cpu", **extra}
-    if devices > 1:
-        env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
-    return env
 
 
 def run_python(code: str, *args: str, env: dict[str, str], timeout: float = 120) -> dict:
@@ -56,36 +47,29 @@ def run_python(code: str, *args: str, env: dict[str, str], timeout: float = 120)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def max_abs_difference(path_a: Path, path_b: Path) -> float:
-    params_a, params_b = load_params(path_a), load_params(path_b)
-    return max(
-        float(np.max(np.abs(np.asarray(a[leaf]) - np.asarray(b[leaf]))))
-        for a, b in zip(params_a, params_b)
-        for leaf in ("W", "b")
-    )
-
-
-# Trains twice per precision (data_parallel false / true), then inspects the compiled epoch.
+# Trains each run twice (data_parallel false / true), then inspects the compiled epoch.
 FOUR_DEVICES = r"""
 import json, sys
 import jax, jax.numpy as jnp, numpy as np
 from hydra import compose, initialize_config_dir
-import deltaprop.config
-from deltaprop import parallel
-from deltaprop.trainer import train
+import deltaprop.io.config
+from deltaprop.run import parallel
+from deltaprop.run.train import train
 from deltaprop.training import init_train_state, make_optimizer, make_train_epoch, value_and_grad_fn
 from deltaprop.network import init_params
 from omegaconf import OmegaConf
 
 conf, out, tiny = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 report = {"device_count": jax.device_count()}
+sweep = ["trainer.num_seeds=2", "sweep.lr=[0.5,1.0]", "trainer.precision=float64"]
+runs = {"float32": ["trainer.precision=float32"], "float64": ["trainer.precision=float64"],
+        "packed": sweep + ["sweep.engine=packed"], "vmap": sweep + ["sweep.engine=vmap"]}
 with initialize_config_dir(config_dir=conf, version_base="1.3"):
-    for precision in ("float32", "float64"):
+    for kind, overrides in runs.items():
         for data_parallel in (False, True):
-            name = f"{precision}_{data_parallel}"
-            cfg = compose("config", overrides=tiny + [
-                f"trainer.precision={precision}", f"trainer.data_parallel={data_parallel}",
-                f"run_dir={out}/{name}"])
+            name = f"{kind}_{data_parallel}"
+            cfg = compose("config", overrides=tiny + overrides + [
+                f"trainer.data_parallel={data_parallel}", f"run_dir={out}/{name}"])
             report[name] = train(cfg)["val/best_loss"]
     cfg = compose("config", overrides=tiny + ["trainer.data_parallel=true",
                                               "trainer.batch_size=30", f"run_dir={out}/bad"])
@@ -120,7 +104,7 @@ print(json.dumps(report))
 def four_devices(tmp_path_factory):
     out = tmp_path_factory.mktemp("four_devices")
     report = run_python(
-        FOUR_DEVICES, CONF, str(out), json.dumps(TINY), env=subprocess_env(devices=4), timeout=180
+        FOUR_DEVICES, CONF, str(out), json.dumps(TINY), env=cli_env(devices=4), timeout=180
     )
     return report, out
 
@@ -146,8 +130,19 @@ def test_data_parallel_equals_single_device(four_devices, precision, tolerance, 
     single = out / f"{precision}_False" / "params.safetensors"
     sharded = out / f"{precision}_True" / "params.safetensors"
     assert load_params(sharded)[0]["W"].dtype == dtype
-    assert max_abs_difference(single, sharded) <= tolerance
+    assert max_param_difference(single, sharded) <= tolerance
     assert report[f"{precision}_True"] == pytest.approx(report[f"{precision}_False"], abs=tolerance)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", ["packed", "vmap"])
+def test_data_parallel_sweep_equals_the_one_device_sweep(four_devices, engine):
+    report, out = four_devices
+    for member in range(4):
+        name = f"members/member_{member}/params.safetensors"
+        assert max_param_difference(out / f"{engine}_False" / name,
+                                    out / f"{engine}_True" / name) <= 1e-12
+    assert report[f"{engine}_True"] == pytest.approx(report[f"{engine}_False"], abs=1e-12)
 
 
 @pytest.mark.slow
@@ -192,9 +187,9 @@ def test_malformed_process_count_is_a_clear_error():
 
 
 def test_distributed_without_a_cluster_is_a_clear_error():
-    code = "from deltaprop import parallel; parallel.initialize_distributed()"
+    code = "from deltaprop.run import parallel; parallel.initialize_distributed()"
     done = subprocess.run(
-        [sys.executable, "-c", code], check=False, env=subprocess_env(), cwd=ROOT,
+        [sys.executable, "-c", code], check=False, env=cli_env(), cwd=ROOT,
         capture_output=True, text=True, timeout=60,
     )
     assert done.returncode != 0
@@ -207,8 +202,8 @@ TRAIN = r"""
 import json, sys
 import jax
 from hydra import compose, initialize_config_dir
-import deltaprop.config
-from deltaprop.trainer import train
+import deltaprop.io.config
+from deltaprop.run.train import train
 
 conf, overrides = sys.argv[1], json.loads(sys.argv[2])
 with initialize_config_dir(config_dir=conf, version_base="1.3"):
@@ -231,10 +226,10 @@ def test_two_processes_with_two_devices_each_equal_one_device(tmp_path):
     address = f"localhost:{free_port()}"
     distributed = ["trainer.distributed=true", "trainer.data_parallel=true"]
     runs = {  # name: (environment, overrides); the single-device baseline runs alongside
-        "single": (subprocess_env(), TINY + [f"run_dir={tmp_path / 'single'}"]),
+        "single": (cli_env(), TINY + [f"run_dir={tmp_path / 'single'}"]),
     }
     for process_id in range(2):
-        env = subprocess_env(
+        env = cli_env(
             devices=2, JAX_COORDINATOR_ADDRESS=address, JAX_NUM_PROCESSES="2",
             JAX_PROCESS_ID=str(process_id),
         )
@@ -265,6 +260,6 @@ def test_two_processes_with_two_devices_each_equal_one_device(tmp_path):
         assert (report["process_count"], report["device_count"], report["local"]) == (2, 4, 2)
         assert report["best"] == pytest.approx(reports["single"]["best"], abs=1e-6)
     # Only process 0 writes the run directory; process 1 trains the same model and writes nothing.
-    assert max_abs_difference(single, tmp_path / "process0" / "params.safetensors") <= 1e-6
+    assert max_param_difference(single, tmp_path / "process0" / "params.safetensors") <= 1e-6
     assert not (tmp_path / "process1" / "params.safetensors").exists()
     assert not (tmp_path / "process1" / "summary.json").exists()

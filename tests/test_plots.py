@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deltaprop import plots
+from deltaprop.io import plots
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -8,8 +8,8 @@ import matplotlib
 import pytest
 from omegaconf import OmegaConf
 
-from deltaprop.config import LoggerConfig
-from deltaprop.tracking import NullLogger, WandbLogger, make_logger
+from deltaprop.io.config import LoggerConfig
+from deltaprop.io.tracking import NullLogger, WandbLogger, make_logger
 
 matplotlib.use("Agg")
 

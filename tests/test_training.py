@@ -8,16 +8,16 @@ keeps the number of XLA compilations, and so the run time, small.
 from __future__ import annotations
 
 import functools
-import itertools
 
 import jax
 import numpy as np
 import optax
 import pytest
+from conftest import draw_problem
 from omegaconf import OmegaConf
 
 from deltaprop.backprop import manual_grad
-from deltaprop.config import OptimizerConfig
+from deltaprop.io.config import OptimizerConfig
 from deltaprop.losses import loss_fn
 from deltaprop.training import (
     TrainState,
@@ -37,18 +37,6 @@ loss_of = jax.jit(loss_fn)
 
 def optimizer_config(**overrides) -> OptimizerConfig:
     return OmegaConf.structured(OptimizerConfig(**overrides))
-
-
-def toy_problem(n: int = 24, seed: int = 0):
-    """float64 params for SIZES (nonzero biases) and a batch x: (n, 3), y: (n, 1) of 0/1."""
-    rng = np.random.default_rng(seed)
-    params = [
-        {"W": rng.uniform(-1, 1, (n_in, n_out)), "b": rng.normal(0, 0.1, n_out)}
-        for n_in, n_out in itertools.pairwise(SIZES)
-    ]
-    x = rng.normal(size=(n, SIZES[0]))
-    y = (rng.uniform(size=(n, SIZES[-1])) < 0.5).astype(np.float64)
-    return params, x, y
 
 
 def as_numpy(tree):
@@ -84,7 +72,7 @@ def assert_sgd_steps(optimizer, eta_per_step, params, x, y):
 
 
 def test_one_sgd_step_is_theta_minus_eta_times_gradient():
-    params, x, y = toy_problem()
+    params, x, y = draw_problem(0, SIZES, 24, as_numpy=True)
     learning_rate = 0.3
     optimizer = make_optimizer(optimizer_config(name="sgd", lr=learning_rate), 5, 2)
     new_params, _ = run_steps(optimizer, params, x, y, steps=1)
@@ -112,7 +100,7 @@ def test_one_sgd_step_of_logistic_regression_by_hand():
 
 def test_sgd_weight_decay_adds_lambda_theta_to_the_gradient():
     """θ ← θ − η(g + λθ), biases included."""
-    params, x, y = toy_problem()
+    params, x, y = draw_problem(0, SIZES, 24, as_numpy=True)
     learning_rate, decay = 0.2, 0.05
     optimizer = make_optimizer(
         optimizer_config(name="sgd", lr=learning_rate, weight_decay=decay), 4, 3
@@ -129,7 +117,7 @@ def test_sgd_weight_decay_adds_lambda_theta_to_the_gradient():
 
 
 def test_learning_rate_and_weight_decay_are_injected_hyperparameters():
-    params, _, _ = toy_problem()
+    params, _, _ = draw_problem(0, SIZES, 24, as_numpy=True)
     optimizer = make_optimizer(optimizer_config(name="adam", lr=0.03, weight_decay=0.1), 2, 2)
     state = optimizer.init(params)
     assert float(state.hyperparams["learning_rate"]) == 0.03
@@ -149,7 +137,7 @@ def test_learning_rate_and_weight_decay_are_injected_hyperparameters():
     ids=["momentum", "adam", "adamw"],
 )
 def test_momentum_and_adam_match_optax_over_several_steps(cfg, reference):
-    params, x, y = toy_problem()
+    params, x, y = draw_problem(0, SIZES, 24, as_numpy=True)
     ours, _ = run_steps(make_optimizer(optimizer_config(**cfg), 10, 10), params, x, y, steps=4)
     theirs, _ = run_steps(reference, params, x, y, steps=4)
     assert_trees_close(ours, theirs)
@@ -164,7 +152,7 @@ def test_momentum_and_adam_match_optax_over_several_steps(cfg, reference):
 def test_unknown_optimizer_and_grad_are_rejected():
     optimizer = make_optimizer(optimizer_config(name="rmsprop"), 1, 1)
     with pytest.raises(ValueError, match="optimizer.name='rmsprop'"):
-        optimizer.init(toy_problem()[0])  # inject_hyperparams builds the chain at init
+        optimizer.init(draw_problem(0, SIZES, 24, as_numpy=True)[0])  # inject_hyperparams builds the chain at init
     with pytest.raises(ValueError, match="trainer.grad='numeric'"):
         value_and_grad_fn("numeric")
     with pytest.raises(ValueError, match="optimizer.schedule='step'"):
@@ -200,7 +188,7 @@ def test_warmup_rises_linearly_then_follows_the_schedule(schedule, end_value):
 
 def test_optimizer_applies_the_schedule_per_step():
     """Cosine over 2 epochs × 2 steps: step k uses η·(1 + cos(πk/4))/2."""
-    params, x, y = toy_problem()
+    params, x, y = draw_problem(0, SIZES, 24, as_numpy=True)
     optimizer = make_optimizer(optimizer_config(name="sgd", lr=0.4, schedule="cosine"), 2, 2)
     etas = [0.4 * (1 + np.cos(np.pi * step / 4)) / 2 for step in range(4)]
     assert_sgd_steps(optimizer, etas, params, x, y)
@@ -208,7 +196,7 @@ def test_optimizer_applies_the_schedule_per_step():
 
 def test_optimizer_warmup_is_counted_in_epochs():
     """warmup_epochs=1 with 2 steps per epoch: η·(0, ½, 1, 1) over the first four steps."""
-    params, x, y = toy_problem()
+    params, x, y = draw_problem(0, SIZES, 24, as_numpy=True)
     optimizer = make_optimizer(optimizer_config(name="sgd", lr=0.4, warmup_epochs=1), 2, 3)
     assert_sgd_steps(optimizer, [0.0, 0.2, 0.4, 0.4], params, x, y)
 
@@ -289,7 +277,7 @@ def test_each_epoch_draws_a_fresh_shuffle_from_the_state_key():
 
 @pytest.mark.parametrize("name", ["sgd", "adam"])
 def test_manual_and_autodiff_trajectories_agree_over_five_epochs(name):
-    params, x, y = toy_problem(n=40)
+    params, x, y = draw_problem(0, SIZES, 40, as_numpy=True)
     lr = {"sgd": 2.0, "adam": 0.05}[name]
     optimizer = make_optimizer(optimizer_config(name=name, lr=lr), 5, 5)
     finals = {}

@@ -1,6 +1,6 @@
-"""The worked example records backprop's own values, checks them, and renders them faithfully."""
+"""Tests for deltaprop.teaching.worked_example: the record is backprop's own values, checked;
+and experiments/worked_example.py end to end."""
 
-import dataclasses
 import importlib.util
 import re
 import subprocess
@@ -8,42 +8,17 @@ import sys
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import WORKED_LEARNING_RATE as LEARNING_RATE
 from hydra import compose, initialize_config_dir
 
-import deltaprop.config  # noqa: F401  (registers the structured config schema)
 from deltaprop.backprop import backprop_trace
-from deltaprop.data import load_dataset, split_and_standardize
-from deltaprop.network import init_params
-from deltaprop.worked_example import (
-    CHECK_MARK,
-    CROSS_MARK,
-    format_console,
-    format_markdown,
-    format_number,
-    inputs_from_config,
-    worked_example,
-)
+from deltaprop.teaching.render import format_console
+from deltaprop.teaching.worked_example import worked_example
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "experiments" / "worked_example.py"
-SIZES = (2, 3, 3, 3, 1)  # the textbook's five layers
-LEARNING_RATE = 0.5
-
-
-@pytest.fixture(scope="module")
-def batch():
-    params = init_params(jax.random.key(0), SIZES, "xavier", jnp.float64)
-    x = jax.random.normal(jax.random.key(1), (4, 2), jnp.float64)
-    y = jnp.array([[1.0], [0.0], [0.0], [1.0]])
-    return params, x, y
-
-
-@pytest.fixture(scope="module")
-def example(batch):
-    return worked_example(*batch, learning_rate=LEARNING_RATE)
 
 
 def _numpy_loss(params, x, y) -> float:
@@ -54,10 +29,6 @@ def _numpy_loss(params, x, y) -> float:
         a = 1 / (1 + np.exp(-z)) if index < len(params) - 1 else a
     y = np.asarray(y)
     return float(np.mean(np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z)))))
-
-
-def _section(text: str, start: str, end: str) -> str:
-    return text[text.index(start) : text.index(end)]
 
 
 def test_records_are_exactly_what_backprop_computes(batch, example):
@@ -137,51 +108,6 @@ def test_too_large_a_step_fails_the_example(batch):
     assert "η is too large" in format_console(overshoot)
 
 
-def test_console_prints_the_rounded_deltas_of_layer_5(example):
-    text = format_console(example)
-    layer_5 = _section(text, "Layer 5 (output layer", "Layer 4 (hidden layer")
-    for value in example.layer(5).delta.ravel():
-        assert format_number(value) in layer_5
-    for value in example.layer(5).grad_weights.ravel():
-        assert format_number(value) in layer_5
-    assert "δ_5 = (a_5 − y) / (N·n_5) = (a_5 − y) / 4" in layer_5
-    headings = re.findall(r"^Layer (\d)", text, flags=re.MULTILINE)
-    assert headings == ["1", "5", "4", "3", "2"]
-    assert text.count(CHECK_MARK) == 4 + 2  # four layers, the loss, the optax step
-    assert CROSS_MARK not in text
-    assert text.rstrip().endswith("All checks passed (tolerance 1e-10 against jax.grad).")
-
-
-def test_format_number_keeps_four_significant_digits():
-    assert format_number(0.1) == "0.1000"
-    assert format_number(-0.0123456) == "-0.01235"
-    assert format_number(1.23456e-5) == "1.235e-05"
-    assert format_number(1.0, digits=2) == "1.0"
-
-
-def test_a_failed_check_is_marked_and_named(example):
-    broken = dataclasses.replace(example, error_update=1.0)
-    assert not broken.passed
-    text = format_console(broken)
-    assert CROSS_MARK in text
-    assert "CHECKS FAILED" in text
-    assert "CHECKS FAILED" in format_markdown(broken)
-
-
-def test_markdown_has_a_section_per_layer_from_5_down_to_2(example):
-    markdown = format_markdown(example)
-    headings = re.findall(r"^## Layer (\d)", markdown, flags=re.MULTILINE)
-    assert headings == ["1", "5", "4", "3", "2"]
-    for layer in (5, 4, 3, 2):
-        end = f"## Layer {layer - 1}" if layer > 2 else "## Update"
-        section = _section(markdown, f"## Layer {layer}", end)
-        assert f"| δ_{layer} [1] |" in section
-        assert f"∂L/∂W_{layer} = " in section
-        assert format_number(example.layer(layer).delta[0, 0]) in section
-    checks = markdown[markdown.index("## Checks") :]
-    assert re.findall(r"^\| (\d) \|", checks, flags=re.MULTILINE) == ["5", "4", "3", "2"]
-
-
 def test_float32_params_are_checked_in_float64(batch):
     params, x, y = batch
     params32 = jax.tree.map(lambda leaf: np.asarray(leaf, np.float32), params)
@@ -196,28 +122,6 @@ def test_bad_inputs_raise_before_any_work(batch):
         worked_example(params, x, y, learning_rate=0.0)
     with pytest.raises(ValueError, match="x has shape"):
         worked_example(params, x[:, :1], y, learning_rate=0.1)
-
-
-@pytest.fixture(scope="module")
-def worked_example_config():
-    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-        return compose("config", overrides=["experiment=worked_example", "logger=none"])
-
-
-def test_inputs_from_config_are_the_first_training_examples(worked_example_config):
-    params, x, y = inputs_from_config(worked_example_config, batch=3)
-    assert [layer["W"].shape for layer in params] == [(2, 3), (3, 3), (3, 3), (3, 1)]
-    assert all(layer["W"].dtype == np.float64 for layer in params)
-    assert x.shape == (3, 2) and y.shape == (3, 1)
-    cfg = worked_example_config
-    data = load_dataset(cfg.dataset, cfg.seed)
-    splits = split_and_standardize(
-        data, cfg.dataset.val_fraction, cfg.dataset.test_fraction, cfg.seed
-    )
-    np.testing.assert_array_equal(x, splits.x_train[:3])  # standardized, training split
-    np.testing.assert_array_equal(y, splits.y_train[:3])
-    with pytest.raises(ValueError, match=r"worked_example\.batch=0"):
-        inputs_from_config(worked_example_config, batch=0)
 
 
 def test_the_entry_point_applies_the_worked_example_experiment_by_default():

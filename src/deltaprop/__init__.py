@@ -34,8 +34,12 @@ __version__ = "0.1.0"
 
 def __getattr__(name: str):
     # `deltaprop.train(cfg)` without importing Hydra, W&B and matplotlib for the math alone.
-    if name in ("train", "TrainingDiverged"):
-        from deltaprop import trainer
+    if name == "train":
+        from deltaprop.run.train import train
 
-        return getattr(trainer, name)
+        return train
+    if name == "TrainingDiverged":
+        from deltaprop.nan_guard import TrainingDiverged
+
+        return TrainingDiverged
     raise AttributeError(f"module 'deltaprop' has no attribute {name!r}")

@@ -14,6 +14,8 @@ No jax.grad, vjp, jvp or linearize is used in this module; `loss_fn_manual` wire
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -38,6 +40,26 @@ class BackpropTrace(NamedTuple):
     grads: Params  # [{"W": ∂L/∂W_l, "b": ∂L/∂b_l}]
 
 
+class Products(NamedTuple):
+    """The products the recursion needs, for one memory layout of the arrays.
+
+    The recursion below is written once; a layout (the plain one here, or members on the last
+    axis in packed.py) supplies only how to compute, for its arrays,
+
+        linear(a, layer)        z = a W + b            (N, n_in) -> (N, n_out)
+        backward(δ, W)          δ Wᵀ                   (N, n_out) -> (N, n_in)
+        weight_gradient(a, δ)   aᵀ δ, summed over N    -> W's shape
+        batch_sum(δ)            Σ_batch δ              -> b's shape
+
+    Axis 0 is the batch and axis 1 the units in every layout.
+    """
+
+    linear: Callable[[jax.Array, dict[str, jax.Array]], jax.Array]
+    backward: Callable[[jax.Array, jax.Array], jax.Array]
+    weight_gradient: Callable[[jax.Array, jax.Array], jax.Array]
+    batch_sum: Callable[[jax.Array], jax.Array]
+
+
 def _matmul(a: jax.Array, b: jax.Array, matmul_dtype: DTypeLike | None) -> jax.Array:
     if matmul_dtype is None:
         return a @ b
@@ -56,8 +78,40 @@ def _batch_contraction(
     return jnp.einsum("ni,nj->ij", a, delta, preferred_element_type=accumulate)
 
 
+def dense_products(matmul_dtype: DTypeLike | None = None) -> Products:
+    """The products for plain arrays: a (N, n), W (n_in, n_out); bf16 operands if asked."""
+    return Products(
+        linear=partial(linear, matmul_dtype=matmul_dtype),
+        backward=lambda delta, W: _matmul(delta, W.T, matmul_dtype),
+        weight_gradient=partial(_batch_contraction, matmul_dtype=matmul_dtype),
+        batch_sum=lambda delta: jnp.sum(delta, axis=0),
+    )
+
+
+def forward_pass(
+    params: Params, x: jax.Array, products: Products
+) -> tuple[list[jax.Array], list[jax.Array]]:
+    """([z_2, ..., z_L], [a_1 = x, a_2, ..., a_L]) with the layout's products."""
+    # Forward: z_l = a_{l-1} W_l + b_l, a_l = σ(z_l), keeping both for the backward pass.
+    activations, pre_activations = [x], []
+    for layer in params:
+        z = products.linear(activations[-1], layer)
+        pre_activations.append(z)
+        activations.append(jax.nn.sigmoid(z))
+    return pre_activations, activations
+
+
+def mean_loss(logits: jax.Array, y: jax.Array) -> jax.Array:
+    """Mean BCE over the batch and output axes (0, 1): a scalar, or one per member."""
+    return jnp.mean(binary_cross_entropy_with_logits(logits, y), axis=(0, 1))
+
+
 def backprop_trace(
-    params: Params, x: ArrayLike, y: ArrayLike, matmul_dtype: DTypeLike | None = None
+    params: Params,
+    x: ArrayLike,
+    y: ArrayLike,
+    matmul_dtype: DTypeLike | None = None,
+    products: Products | None = None,
 ) -> BackpropTrace:
     """One forward pass that saves z_l and a_l, then the δ recursion from layer L down to 2.
 
@@ -66,37 +120,36 @@ def backprop_trace(
       x: (N, n_1) inputs.
       y: (N, n_L) targets in {0, 1}.
       matmul_dtype: optional lower precision (bf16) for the matrix products only.
+      products: another layout's products (packed.py); its arrays keep their extra axes, and
+        the loss is then one mean per member. Default: `dense_products(matmul_dtype)`.
 
     Returns:
       A BackpropTrace; `.grads` has exactly the structure of `params`.
     """
-    check_batch(params, x, y)
+    if products is None:
+        check_batch(params, x, y)
+        products = dense_products(matmul_dtype)
     dtype = params[0]["W"].dtype
     x = jnp.asarray(x, dtype)
     y = jnp.asarray(y, dtype)
-
-    # Forward: z_l = a_{l-1} W_l + b_l, a_l = σ(z_l), keeping both for the backward pass.
-    activations, pre_activations = [x], []
-    for layer in params:
-        z = linear(activations[-1], layer, matmul_dtype)
-        pre_activations.append(z)
-        activations.append(jax.nn.sigmoid(z))
+    pre_activations, activations = forward_pass(params, x, products)
     logits = pre_activations[-1]
-    loss = jnp.mean(binary_cross_entropy_with_logits(logits, y))
+    loss = mean_loss(logits, y)
+    n_elements = logits.shape[0] * logits.shape[1]  # N·n_L (per member, in packed layouts)
 
     # δ_L = (a_L − y) / (N·n_L): the derivative of the mean BCE with respect to the logits.
-    delta = (activations[-1] - y) / logits.size
+    delta = (activations[-1] - y) / n_elements
     deltas = [delta]
     for i in range(len(params) - 1, 0, -1):  # params[i] is layer l+1; we compute δ_l, l = i+1
         a = activations[i]  # a_l
         # δ_l = (δ_{l+1} W_{l+1}ᵀ) ⊙ a_l(1 − a_l)
-        delta = _matmul(delta, params[i]["W"].T, matmul_dtype) * (a * (1 - a))
+        delta = products.backward(delta, params[i]["W"]) * (a * (1 - a))
         deltas.insert(0, delta)
 
     grads = [
         {
-            "W": _batch_contraction(a_prev, delta, matmul_dtype),  # ∂L/∂W_l = a_{l−1}ᵀ δ_l
-            "b": jnp.sum(delta, axis=0),  # ∂L/∂b_l = Σ_batch δ_l
+            "W": products.weight_gradient(a_prev, delta),  # ∂L/∂W_l = a_{l−1}ᵀ δ_l
+            "b": products.batch_sum(delta),  # ∂L/∂b_l = Σ_batch δ_l
         }
         for a_prev, delta in zip(activations[:-1], deltas)
     ]
@@ -104,10 +157,14 @@ def backprop_trace(
 
 
 def manual_value_and_grad(
-    params: Params, x: ArrayLike, y: ArrayLike, matmul_dtype: DTypeLike | None = None
+    params: Params,
+    x: ArrayLike,
+    y: ArrayLike,
+    matmul_dtype: DTypeLike | None = None,
+    products: Products | None = None,
 ) -> tuple[jax.Array, Params]:
     """(loss, gradients) from one hand-written forward and backward pass."""
-    trace = backprop_trace(params, x, y, matmul_dtype)
+    trace = backprop_trace(params, x, y, matmul_dtype, products)
     return trace.loss, trace.grads
 
 

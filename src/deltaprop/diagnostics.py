@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from deltaprop.backprop import backprop_trace
 from deltaprop.network import Params
@@ -45,11 +44,13 @@ def layer_statistics(params: Params, x: jax.Array, y: jax.Array) -> dict[str, ja
     return stats
 
 
-def roc_auc(y: np.ndarray, probabilities: np.ndarray) -> float:
-    """ROC-AUC for one output; NaN when y holds a single class (AUC is undefined)."""
-    from sklearn.metrics import roc_auc_score
-
-    y = np.asarray(y).ravel()
-    if np.unique(y).size < 2:
-        return float("nan")
-    return float(roc_auc_score(y, np.asarray(probabilities).ravel()))
+def progress_metrics(params: Params, arrays: dict[str, jax.Array]) -> dict[str, dict[str, jax.Array]]:
+    """Everything logged at an evaluation, as one program: `evaluate` on the train, validation
+    and test splits (arrays x_train, y_train, x_val, ...) and the per-layer statistics on the
+    training split. Jit-compatible."""
+    results = {
+        split: evaluate(params, arrays[f"x_{split}"], arrays[f"y_{split}"])
+        for split in ("train", "val", "test")
+    }
+    results["statistics"] = layer_statistics(params, arrays["x_train"], arrays["y_train"])
+    return results

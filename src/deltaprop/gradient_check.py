@@ -16,7 +16,6 @@ meaningless (noise / noise ~ 1): a row also passes when ‖g1 − g2‖ is under
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -29,6 +28,7 @@ from jax.typing import ArrayLike
 from deltaprop.backprop import manual_grad
 from deltaprop.losses import loss_fn
 from deltaprop.network import Params, check_batch
+from deltaprop.precision import float64_scope
 
 TOLERANCE_AUTODIFF = 1e-10
 TOLERANCE_FINITE_DIFFERENCES = 1e-6
@@ -75,6 +75,14 @@ class GradcheckReport:
     def passed(self) -> bool:
         return all(row.passed for row in self.rows)
 
+    def table(self) -> tuple[list[str], list[list]]:
+        """(columns, rows) of the report, for a W&B table."""
+        columns = ["layer", "leaf", "shape", "grad_norm", "err_vs_jax_grad",
+                   "err_vs_finite_diff", "pass"]
+        rows = [[row.layer, row.leaf, str(row.shape), row.norm, row.error_autodiff,
+                 row.error_finite_differences, row.passed] for row in self.rows]
+        return columns, rows
+
     def format_table(self) -> str:
         header = (
             f"{'layer':>5} {'leaf':>4} {'shape':>10} {'‖grad‖':>10} "
@@ -93,12 +101,6 @@ class GradcheckReport:
             f"{'all passed' if self.passed else 'FAILED'}"
         )
         return "\n".join(lines)
-
-
-def _float64_scope():
-    if jax.config.jax_enable_x64:
-        return contextlib.nullcontext()
-    return jax.enable_x64(True)
 
 
 _STENCIL = ((2.0, -1.0), (1.0, 8.0), (-1.0, -8.0), (-2.0, 1.0))  # (multiple of ε, weight)
@@ -149,7 +151,7 @@ def gradcheck(
       gradient_fn: the gradient under test, (params, x, y) -> grads; `manual_grad` by default.
     """
     check_batch(params, x, y)
-    with _float64_scope():
+    with float64_scope():
         params = jax.tree.map(lambda leaf: jnp.asarray(leaf, jnp.float64), params)
         x, y = jnp.asarray(x, jnp.float64), jnp.asarray(y, jnp.float64)
         both = jax.jit(lambda p, x, y: (gradient_fn(p, x, y), jax.grad(loss_fn)(p, x, y)))

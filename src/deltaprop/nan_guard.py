@@ -1,8 +1,11 @@
-"""The NaN/inf guard: stop a diverged run, name the epoch and the first layer affected.
+"""The NaN/inf guard: find the members whose loss or parameters stopped being finite, and say
+where.
 
-After every epoch one jitted reduction checks that the step losses and every parameter are
-finite (`with_finite_check` fuses it into the epoch's program: one host sync per epoch). A
-diverged state is never evaluated or checkpointed; the error names the last good checkpoint.
+After every epoch one reduction fused into the epoch's program tells, per member, whether its
+step losses and parameters are all finite (one host sync per epoch). A diverged member is frozen
+at its last finite state and marked with the epoch and the first layer affected; it is never
+evaluated or checkpointed in its diverged state. When every member diverged (always, for a
+single run) the run stops with TrainingDiverged, naming the last good checkpoint.
 trainer.debug_nans=true re-runs the failing epoch op by op to name the operation and source line.
 """
 
@@ -12,7 +15,9 @@ import contextlib
 import os
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -25,21 +30,28 @@ class TrainingDiverged(RuntimeError):
     """The loss or a parameter stopped being finite; the message names the epoch and the layer."""
 
 
-@jax.jit
-def all_finite(step_losses: jax.Array, params: Params) -> jax.Array:
-    """One boolean: every step loss (steps,) and every parameter is finite. Cheap: one reduction."""
-    leaves = [step_losses, *jax.tree.leaves(params)]
-    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in leaves]))
+def finite_members(
+    step_losses: jax.Array, params: Any, member_axis_of: Callable[[Any], int | None]
+) -> jax.Array:
+    """(M,) booleans: member m's step losses (M, steps) and parameters are all finite.
+
+    `member_axis_of(leaf)` names each leaf's member axis (None: the leaf has none, as in a
+    single run, and counts for every member). Jit-compatible.
+    """
+    finite = jnp.all(jnp.isfinite(step_losses), axis=1)
+    for leaf in jax.tree.leaves(params):
+        axis = member_axis_of(leaf)
+        others = tuple(dim for dim in range(leaf.ndim) if dim != axis)
+        finite = finite & jnp.all(jnp.isfinite(leaf), axis=others)
+    return finite
 
 
-def with_finite_check(epoch_fn: Callable) -> Callable:
-    """(state, x, y) -> (state, step_losses, all finite?): the guard inside the epoch's program."""
+@dataclass(frozen=True)
+class Divergence:
+    """A member whose loss or parameters stopped being finite: frozen at its last finite state."""
 
-    def epoch_and_check(state, x_train, y_train):
-        state, step_losses = epoch_fn(state, x_train, y_train)
-        return state, step_losses, all_finite(step_losses, state.params)
-
-    return epoch_and_check
+    epoch: int
+    message: str  # e.g. 'loss became non-finite at epoch 3; first non-finite parameter: layer 2 W'
 
 
 def first_non_finite_parameter(params: Params) -> str | None:
@@ -113,17 +125,8 @@ def debug_nans_scope(enabled: bool):
     return jax.debug_nans(True) if enabled else contextlib.nullcontext()
 
 
-def diverged_error(message: str, manager) -> TrainingDiverged:
-    """The error for a diverged run, naming the last good checkpoint (waits for its save)."""
-    if manager is None:
-        message += "; no checkpoint to go back to (trainer.checkpoint_every=0)"
-    else:
-        manager.wait_until_finished()
-        step = manager.latest_step()
-        if step is None:
-            message += "; no checkpoint was saved before it"
-        else:
-            path = Path(manager.directory) / str(step)
-            message += f"; last good checkpoint: {path} (epoch {step})"
+def diverged_error(message: str, last_checkpoint: str) -> TrainingDiverged:
+    """The error for a run in which every member diverged; `last_checkpoint` says what is left
+    to go back to (e.g. 'last good checkpoint: <path> (epoch 3)')."""
     hint = ". Lower optimizer.lr, or rerun with trainer.debug_nans=true to find the operation"
-    return TrainingDiverged(message + hint)
+    return TrainingDiverged(f"{message}; {last_checkpoint}{hint}")

@@ -1,15 +1,22 @@
-"""Parameters on disk as safetensors: plain arrays and a JSON header, nothing executable.
+"""Files of a run directory: parameters as safetensors, metrics as strict JSON, JSON lines and CSV.
 
-Layout: tensors "layer_{l}/W" (n_{l−1}, n_l) and "layer_{l}/b" (n_l,) for l = 2..L, metadata
+JSON here is strict (RFC 8259): a NaN or infinite metric (an undefined AUC, say) is written as
+null, never as the `NaN`/`Infinity` tokens other JSON readers reject.
+
+Parameter layout: tensors "layer_{l}/W" (n_{l−1}, n_l) and "layer_{l}/b" (n_l,) for l = 2..L, metadata
 {"sizes": "[n_1, ..., n_L]"}. A file that is not safetensors (a pickle, say) is refused, never
 unpickled: torch.load's own docs warn never to unpickle data from an untrusted source.
 """
 
 from __future__ import annotations
 
+import csv
 import json
+import math
 import re
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import jax
 import numpy as np
@@ -110,3 +117,49 @@ def _params_from_tensors(
             f"{list(layer_sizes(params))}"
         )
     return params
+
+
+# ---------------------------------------------------------------- metrics
+
+
+def strict_json_value(value: Any) -> Any:
+    """`value` with every non-finite float (NaN, ±inf) replaced by None, recursively."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: strict_json_value(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json_value(item) for item in value]
+    return value
+
+
+def to_json(value: Any, indent: int | None = None) -> str:
+    """Strict JSON text of `value` (non-finite floats as null)."""
+    return json.dumps(strict_json_value(value), indent=indent, allow_nan=False)
+
+
+def write_json(path: Path, value: Any) -> Path:
+    path = Path(path)
+    path.write_text(to_json(value, indent=2) + "\n")
+    return path
+
+
+def write_jsonl(path: Path, rows: Sequence[dict[str, Any]]) -> Path:
+    """One strict-JSON object per line."""
+    path = Path(path)
+    with open(path, "w") as file:
+        file.writelines(to_json(row) + "\n" for row in rows)
+    return path
+
+
+def write_csv(path: Path, rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> Path:
+    """A header of `columns`, then one line per row (a missing or non-finite value: empty)."""
+    path = Path(path)
+    with open(path, "w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=list(columns), restval="")
+        writer.writeheader()
+        writer.writerows(
+            {key: ("" if value is None else value) for key, value in strict_json_value(row).items()}
+            for row in rows
+        )
+    return path

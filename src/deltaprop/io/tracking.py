@@ -71,6 +71,7 @@ class WandbLogger(NullLogger):
             settings=wandb.Settings(console="off", x_disable_stats=True),
         )
         self.run_id = self.run.id
+        self.finished = False
         self.log_artifacts = logger_cfg.log_artifacts
         self.run_path = str(Path(self.run.dir).parent) if logger_cfg.mode != "disabled" else None
 
@@ -96,7 +97,10 @@ class WandbLogger(NullLogger):
         self.run.summary.update(metrics)
 
     def finish(self, exit_code: int = 0) -> None:
-        self.run.finish(exit_code=exit_code)
+        """End the run (exit_code 1 marks it failed); later calls do nothing."""
+        if not self.finished:
+            self.finished = True
+            self.run.finish(exit_code=exit_code)
 
 
 def make_logger(

@@ -1,9 +1,11 @@
 """Checkpoints with orbax: the whole training state, saved atomically, restored exactly.
 
 One checkpoint is one orbax step directory `<run_dir>/checkpoints/<epoch>/` with three items:
-    state     params, optimizer state, PRNG key data, epoch      (StandardSave: TensorStore/OCDBT)
-    progress  best validation loss, metrics history, W&B run id (JSON)
-    meta      layer sizes, dataset, feature names, optimizer, precision (JSON), checked on resume
+    state     every member's params, optimizer state, PRNG key data; the epoch
+              (StandardSave: TensorStore/OCDBT)
+    progress  per member: metrics history, best validation loss, W&B run id, divergence (JSON)
+    meta      layer sizes, dataset, feature names, optimizer, precision, the members (seeds,
+              learning rates) and the engine (JSON), checked on resume
 
 orbax writes each step into `<epoch>.orbax-checkpoint-tmp-*` and renames it when complete (with
 `commit_success.txt` inside), so a kill during a save leaves the earlier steps loadable; only
@@ -16,15 +18,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import shutil
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import jax
 
-from deltaprop.serialization import looks_like_pickle
+from deltaprop.io.files import looks_like_pickle, strict_json_value
 from deltaprop.training import TrainState
 
 if TYPE_CHECKING:
@@ -33,21 +35,12 @@ if TYPE_CHECKING:
 CHECKPOINT_DIR = "checkpoints"
 COMMIT_MARKER = "commit_success.txt"  # orbax writes it last, before the atomic rename
 TMP_MARKER = ".orbax-checkpoint-tmp"
-FORMAT = "deltaprop-checkpoint/1"
+FORMAT = "deltaprop-checkpoint/2"  # 2: a population of members
 _ITEMS = ("state", "progress", "meta")
 
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be used: missing, incomplete, unsafe, or from another setup."""
-
-
-@dataclass
-class Progress:
-    """Host-side training progress saved next to the TrainState."""
-
-    best_val_loss: float = math.inf
-    history: list[dict[str, Any]] = field(default_factory=list)
-    wandb_run_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -63,11 +56,14 @@ class CheckpointRef:
 
 
 def run_metadata(
-    sizes: list[int],
+    sizes: Sequence[int],
     dataset: str,
-    feature_names: tuple[str, ...],
+    feature_names: Sequence[str],
     optimizer: str,
     precision: str,
+    seeds: Sequence[int],
+    learning_rates: Sequence[float],
+    engine: str,
 ) -> dict[str, Any]:
     """What a checkpoint must agree on with the run that restores it."""
     return {
@@ -78,6 +74,9 @@ def run_metadata(
         "feature_names": list(feature_names),
         "optimizer": optimizer,
         "precision": precision,
+        "seeds": [int(seed) for seed in seeds],
+        "learning_rates": [float(lr) for lr in learning_rates],
+        "engine": engine,
     }
 
 
@@ -202,37 +201,25 @@ def _state_tree(state: TrainState) -> dict[str, Any]:
 def save_checkpoint(
     manager: ocp.CheckpointManager,
     state: TrainState,
-    progress: Progress,
+    epoch: int,
+    progress: dict[str, Any],
     metadata: dict[str, Any],
-) -> int:
-    """Start an (asynchronous) save of step = epochs completed; returns the step.
+) -> None:
+    """Start an (asynchronous) save of step = `epoch`, the epochs completed.
 
+    `progress` is any JSON-able record of the run so far (non-finite floats are stored as null).
     Call `manager.wait_until_finished()` before relying on it (the next save waits by itself).
     """
     import orbax.checkpoint as ocp
 
-    step = int(state.epoch)
     manager.save(
-        step,
+        epoch,
         args=ocp.args.Composite(
             state=ocp.args.StandardSave(_state_tree(state)),
-            progress=ocp.args.JsonSave(
-                {
-                    # JSON has no inf: None stands for "no evaluation yet".
-                    "best_val_loss": None
-                    if math.isinf(progress.best_val_loss)
-                    else progress.best_val_loss,
-                    "history": progress.history,
-                    "wandb_run_id": progress.wandb_run_id,
-                }
-            ),
+            progress=ocp.args.JsonSave(strict_json_value(progress)),
             meta=ocp.args.JsonSave({**metadata, "key_impl": str(jax.random.key_impl(state.key))}),
         ),
     )
-    return step
-
-
-# ---------------------------------------------------------------- reading
 
 
 # Compared in this order, so the message names the root cause (other data before other sizes).
@@ -244,6 +231,9 @@ _CHECKED = (
     ("sizes", "layer sizes"),
     ("optimizer", "optimizer"),
     ("precision", "precision"),
+    ("engine", "engine"),
+    ("seeds", "member seeds"),
+    ("learning_rates", "member learning rates"),
 )
 
 
@@ -285,13 +275,17 @@ def read_metadata(ref: CheckpointRef) -> dict[str, Any]:
 
 def restore_checkpoint(
     ref: CheckpointRef, like: TrainState, expected: dict[str, Any]
-) -> tuple[TrainState, Progress]:
+) -> tuple[TrainState, dict[str, Any]]:
     """Restore one checkpoint into the structure, dtypes and shardings of `like`.
 
     The metadata are compared with `expected` (run_metadata of this run) before any array is read.
 
+    Returns:
+      (state, progress): progress is the JSON record given to `save_checkpoint`.
+
     Raises:
-      CheckpointError: mismatched architecture/dataset/optimizer/precision, or unreadable.
+      CheckpointError: mismatched architecture/dataset/optimizer/precision/members/engine, or
+        unreadable.
     """
     import orbax.checkpoint as ocp
 
@@ -301,13 +295,7 @@ def restore_checkpoint(
     restored = _restore(
         ref, state=ocp.args.StandardRestore(target), progress=ocp.args.JsonRestore()
     )
-    tree, saved = restored.state, restored.progress
+    tree = restored.state
     key = jax.random.wrap_key_data(tree["key"], impl=metadata.get("key_impl", "threefry2x32"))
     state = TrainState(tree["params"], tree["opt_state"], key, tree["epoch"])
-    best = saved["best_val_loss"]
-    progress = Progress(
-        best_val_loss=math.inf if best is None else float(best),
-        history=list(saved["history"]),
-        wandb_run_id=saved["wandb_run_id"],
-    )
-    return state, progress
+    return state, dict(restored.progress)

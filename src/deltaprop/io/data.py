@@ -380,23 +380,7 @@ def split_and_standardize(
     """
     x = np.asarray(data.x, dtype=np.float64)
     y = np.asarray(data.y, dtype=np.float64)
-    n_samples = x.shape[0]
-    n_test = math.floor(n_samples * test_fraction + 0.5)
-    n_val = math.floor(n_samples * val_fraction + 0.5)
-    n_train = n_samples - n_val - n_test
-    if n_val < 1:
-        raise DataError(
-            f"validation split is empty: {n_samples} samples with val_fraction={val_fraction}"
-        )
-    if n_test < 1:
-        raise DataError(
-            f"test split is empty: {n_samples} samples with test_fraction={test_fraction}"
-        )
-    if n_train < 1:
-        raise DataError(
-            f"training split is empty: {n_samples} samples with val_fraction={val_fraction} "
-            f"and test_fraction={test_fraction}"
-        )
+    n_train, n_val, n_test = _split_sizes(x.shape[0], val_fraction, test_fraction)
 
     # One class id per distinct label row, so multi-output labels stratify too.
     classes = np.unique(y, axis=0, return_inverse=True)[1].reshape(-1)
@@ -414,17 +398,7 @@ def split_and_standardize(
         random_state=val_seed,
         stratify=_stratify_by(classes_rest, n_val, n_train),
     )
-
-    for j in range(y_train.shape[1]):
-        present = np.unique(y_train[:, j])
-        if present.size < 2:
-            warnings.warn(
-                f"training split has a single class (all {n_train} labels in column "
-                f"{_label_name(data, j)!r} are {_format_value(present[0])}); "
-                "the model cannot learn to separate classes",
-                UserWarning,
-                stacklevel=2,
-            )
+    _warn_if_single_class(data, y_train)
 
     standardizer = _fit_standardizer(x_train)
     return Splits(
@@ -437,3 +411,37 @@ def split_and_standardize(
         standardizer=standardizer,
         feature_names=tuple(data.feature_names),
     )
+
+
+def _split_sizes(n_samples: int, val_fraction: float, test_fraction: float) -> tuple[int, ...]:
+    """(n_train, n_val, n_test), each share rounded to the nearest sample; DataError if one is 0."""
+    n_test = math.floor(n_samples * test_fraction + 0.5)
+    n_val = math.floor(n_samples * val_fraction + 0.5)
+    n_train = n_samples - n_val - n_test
+    if n_val < 1:
+        raise DataError(
+            f"validation split is empty: {n_samples} samples with val_fraction={val_fraction}"
+        )
+    if n_test < 1:
+        raise DataError(
+            f"test split is empty: {n_samples} samples with test_fraction={test_fraction}"
+        )
+    if n_train < 1:
+        raise DataError(
+            f"training split is empty: {n_samples} samples with val_fraction={val_fraction} "
+            f"and test_fraction={test_fraction}"
+        )
+    return n_train, n_val, n_test
+
+
+def _warn_if_single_class(data: Dataset, y_train: np.ndarray) -> None:
+    for j in range(y_train.shape[1]):
+        present = np.unique(y_train[:, j])
+        if present.size < 2:
+            warnings.warn(
+                f"training split has a single class (all {len(y_train)} labels in column "
+                f"{_label_name(data, j)!r} are {_format_value(present[0])}); "
+                "the model cannot learn to separate classes",
+                UserWarning,
+                stacklevel=3,
+            )

@@ -3,7 +3,7 @@ no display needed."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -75,6 +75,35 @@ def plot_decision_boundary(
     axis.scatter(x[:, 0], x[:, 1], c=y[:, 0], cmap="RdBu_r", edgecolors="k", s=12)
     figure.colorbar(contour, ax=axis, label="P(y = 1)")
     axis.set(xlabel="x1 (standardized)", ylabel="x2 (standardized)", title="decision boundary")
+    return save_figure(figure, path)
+
+
+def plot_sweep_curves(
+    curves: dict[str, Sequence[Sequence[dict[str, float]]]], path: Path
+) -> Path:
+    """Mean ± std over seeds of train/val loss and val accuracy, one line per group of members.
+
+    Args:
+      curves: label (e.g. "lr=0.1 (n=4)") -> the histories of that group's members, which
+        share their epochs.
+    """
+    panels = [("train/loss", "train loss", True), ("val/loss", "val loss", True),
+              ("val/acc", "val accuracy", False)]
+    figure, axes = plt.subplots(1, len(panels), figsize=(15, 4))
+    for label, histories in curves.items():
+        epochs = np.array([row["epoch"] for row in histories[0]])
+        for axis, (key, title, log_scale) in zip(axes, panels):
+            values = np.array([[row[key] for row in history] for history in histories])
+            mean, std = values.mean(axis=0), values.std(axis=0)
+            (line,) = axis.plot(epochs, mean, label=label)
+            axis.fill_between(epochs, mean - std, mean + std, color=line.get_color(), alpha=0.2)
+            axis.set(xlabel="epoch", title=f"{title}: mean ± std over seeds")
+            if log_scale:
+                axis.set_yscale("log")
+    for axis in axes:
+        axis.grid(alpha=0.3)
+        if curves:
+            axis.legend()
     return save_figure(figure, path)
 
 

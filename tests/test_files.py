@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
+from deltaprop.io.files import UnsafeFileError, load_params, looks_like_pickle, save_params
 from deltaprop.network import init_params
-from deltaprop.serialization import UnsafeFileError, load_params, looks_like_pickle, save_params
 
 
 class Evil:

@@ -34,6 +34,7 @@ class DatasetConfig:
     label: str = "label"  # csv only: the label column
     val_fraction: float = 0.15
     test_fraction: float = 0.15
+    seed: int | None = None  # seeds the data (synthetic draw, split); None: the run's seed
 
 
 @dataclass
@@ -79,11 +80,12 @@ class LoggerConfig:
     tags: list[str] = field(default_factory=list)
     log_gradcheck: bool = True
     log_artifacts: bool = True
+    plots: bool = True  # write (and log) the PNG figures; false for many small runs
 
 
 @dataclass
 class SweepConfig:
-    """Axes trained together as one vmapped program (see `deltaprop.sweep`)."""
+    """Axes of a population trained together as one program (see deltaprop.run.engines)."""
 
     lr: list[float] = field(default_factory=list)
     engine: str = "packed"  # packed (members on the vector lanes) | vmap (jax.vmap of one run)

@@ -1,34 +1,17 @@
 """gradcheck: the per-layer report, finite differences, and that a wrong gradient is caught."""
 
 import importlib
-import itertools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import draw_problem
 
 import deltaprop
 from deltaprop.gradient_check import finite_difference_grad
 
 gradcheck_module = importlib.import_module("deltaprop.gradient_check")
-
-
-def _problem(seed, sizes, n, dtype=np.float64):
-    """Xavier-uniform W, small Gaussian b, Gaussian x and 0/1 y (numpy: no per-shape compiles)."""
-    rng = np.random.default_rng(seed)
-    params = []
-    for n_in, n_out in itertools.pairwise(sizes):
-        limit = np.sqrt(6.0 / (n_in + n_out))
-        params.append(
-            {
-                "W": jnp.asarray(rng.uniform(-limit, limit, (n_in, n_out)), dtype),
-                "b": jnp.asarray(0.1 * rng.normal(size=n_out), dtype),
-            }
-        )
-    x = jnp.asarray(rng.normal(size=(n, sizes[0])), dtype)
-    y = jnp.asarray(rng.integers(0, 2, size=(n, sizes[-1])), dtype)
-    return params, x, y
 
 
 ARCHITECTURES = {
@@ -40,7 +23,7 @@ ARCHITECTURES = {
 
 @pytest.mark.parametrize("sizes", ARCHITECTURES.values(), ids=ARCHITECTURES.keys())
 def test_gradcheck_passes_for_the_hand_written_pass(sizes):
-    params, x, y = _problem(0, sizes, 6)
+    params, x, y = draw_problem(0, sizes, 6)
     report = deltaprop.gradcheck(params, x, y)
     assert report.passed
     assert len(report.rows) == 2 * (len(sizes) - 1)
@@ -59,7 +42,7 @@ def test_gradcheck_passes_for_the_hand_written_pass(sizes):
 
 
 def test_gradcheck_runs_in_float64_whatever_the_training_precision():
-    params, x, y = _problem(1, [3, 4, 2], 5, dtype=np.float32)
+    params, x, y = draw_problem(1, [3, 4, 2], 5, dtype=np.float32)
     report = deltaprop.gradcheck(params, x, y)
     assert report.passed
     # Finite differences in float32 would only reach ~1e-3; float64 gets far below the tolerance.
@@ -67,7 +50,7 @@ def test_gradcheck_runs_in_float64_whatever_the_training_precision():
 
 
 def test_finite_differences_match_the_logistic_regression_closed_form():
-    params, x, y = _problem(2, [3, 1], 8)
+    params, x, y = draw_problem(2, [3, 1], 8)
     X, Y = np.asarray(x), np.asarray(y)
     w, b = np.asarray(params[0]["W"]), np.asarray(params[0]["b"])
     residual = 1.0 / (1.0 + np.exp(-(X @ w + b))) - Y  # σ(Xw + b) − y
@@ -117,7 +100,7 @@ def _per_example_delta(params, x, y):
     ids=["W3_off_by_1e-4", "b2_sign", "no_sigma_prime", "no_mean"],
 )
 def test_gradcheck_catches_a_wrong_gradient(wrong_grad, wrong_layers):
-    params, x, y = _problem(3, [3, 4, 4, 2], 5)
+    params, x, y = draw_problem(3, [3, 4, 4, 2], 5)
     report = deltaprop.gradcheck(params, x, y, gradient_fn=wrong_grad)
     assert not report.passed
     failed = {(row.layer, row.leaf) for row in report.rows if not row.passed}
@@ -131,7 +114,7 @@ def test_gradcheck_catches_a_wrong_gradient(wrong_grad, wrong_layers):
 
 
 def test_format_table_lists_every_leaf():
-    params, x, y = _problem(4, [2, 3, 1], 4)
+    params, x, y = draw_problem(4, [2, 3, 1], 4)
     table = deltaprop.gradcheck(params, x, y).format_table()
     lines = table.splitlines()
     assert len(lines) == 2 + 4 + 1  # header, rule, one row per leaf, summary
@@ -166,7 +149,7 @@ def test_relative_error_values():
 
 
 def test_relative_error_flags_a_perturbed_gradient():
-    params, x, y = _problem(5, [3, 4, 2], 6)
+    params, x, y = draw_problem(5, [3, 4, 2], 6)
     grads = jax.jit(deltaprop.manual_grad)(params, x, y)
     autodiff = jax.jit(jax.grad(deltaprop.loss_fn))(params, x, y)
     for g, a in zip(jax.tree.leaves(grads), jax.tree.leaves(autodiff)):
@@ -189,7 +172,7 @@ def test_relative_error_of_float32_leaves_is_computed_in_float64():
 
 
 def test_gradcheck_rejects_bad_shapes():
-    params, _, _ = _problem(6, [3, 4, 2], 5)
+    params, _, _ = draw_problem(6, [3, 4, 2], 5)
     with pytest.raises(ValueError, match=r"x has shape \(5, 4\).*\[3, 4, 2\].*\(N, 3\)"):
         deltaprop.gradcheck(params, jnp.zeros((5, 4)), jnp.zeros((5, 2)))
     with pytest.raises(ValueError, match=r"y has shape \(5, 1\).*expected y of shape \(5, 2\)"):

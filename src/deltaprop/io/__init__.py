@@ -1,0 +1,1 @@
+"""The edges: data, the config schema, checkpoints, tracking, plots and files."""

@@ -1,0 +1,1 @@
+"""Drivers: the only code that reads a DictConfig (setup, engines, the epoch loop, train)."""

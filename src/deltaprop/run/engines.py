@@ -1,0 +1,177 @@
+"""Engines: how a population's state is laid out and trained, behind one interface.
+
+    single   one member in plain arrays: training.make_train_epoch as it is (a single run)
+    vmap     jax.vmap of that epoch over a leading member axis: the reference for sweeps
+    packed   members on the last axis of every array (packed.py): the fast layout on a CPU
+
+Every engine gives the loop (loop.py) the same functions, all pure and jitted:
+
+    init()                      every member's starting state (population.init_members)
+    epoch(state, x, y)          (state, step losses (M, steps), finite (M,))
+    evaluate(params, arrays)    diagnostics.progress_metrics of every member, leaves (M, ...)
+    keep(mask, new, old)        the state of `new` for members where mask (M,), of `old` elsewhere
+    member_params(params)       params with the member axis first (host arrays stay on the host)
+
+`finite` is the NaN guard's per-member check (nan_guard.finite_members), fused into the epoch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from deltaprop import packed
+from deltaprop.diagnostics import progress_metrics
+from deltaprop.nan_guard import finite_members
+from deltaprop.network import init_params
+from deltaprop.population import Member, init_members, member_keys, with_learning_rates
+from deltaprop.precision import Precision
+from deltaprop.training import TrainState, init_train_state, make_train_epoch, value_and_grad_fn
+
+SWEEP_ENGINES = ("packed", "vmap")  # sweep.engine; a single run uses "single"
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """What every engine needs: the members, the network and how to train it."""
+
+    members: Sequence[Member]
+    sizes: Sequence[int]
+    init: str  # model.init
+    precision: Precision
+    optimizer: optax.GradientTransformation
+    grad: str  # manual | autodiff
+    batch_size: int
+    batch_sharding: jax.sharding.Sharding | None = None  # data parallel
+
+
+@dataclass(frozen=True)
+class Engine:
+    name: str
+    init: Callable[[], TrainState]
+    epoch: Callable[[TrainState, jax.Array, jax.Array], tuple[TrainState, jax.Array, jax.Array]]
+    evaluate: Callable[[Any, dict[str, jax.Array]], dict[str, Any]]
+    keep: Callable[[jax.Array, TrainState, TrainState], TrainState]
+    member_params: Callable[[Any], Any]
+    epoch_fn: Callable  # the pure epoch, unjitted: trainer.debug_nans re-runs it op by op
+
+
+def make_engine(name: str, spec: EngineSpec) -> Engine:
+    """The engine called `name` ("single", or one of SWEEP_ENGINES) for `spec`."""
+    builders = {"single": _single, "vmap": _vmap, "packed": _packed}
+    if name not in builders:
+        raise ValueError(f"engine {name!r} must be one of single, {', '.join(SWEEP_ENGINES)}")
+    if name == "single" and len(spec.members) != 1:
+        raise ValueError(f"the single engine trains one member, not {len(spec.members)}")
+    return builders[name](spec)
+
+
+def _keep(member_axis_of: Callable[[Any], int | None]) -> Callable:
+    """keep(mask, new, old): per member, new where mask else old. A leaf without a member axis
+    (a shared step count) follows the members that go on."""
+
+    def keep(mask, new, old):
+        def select(new_leaf, old_leaf):
+            axis = member_axis_of(new_leaf)
+            if axis is None:
+                return jnp.where(jnp.any(mask), new_leaf, old_leaf)
+            shape = [1] * new_leaf.ndim
+            shape[axis] = -1
+            return jnp.where(mask.reshape(shape), new_leaf, old_leaf)
+
+        return jax.tree.map(select, new, old)
+
+    return jax.jit(keep)
+
+
+def _with_finite(epoch_fn: Callable, member_axis_of: Callable, add_member_axis: bool = False):
+    """epoch(state, x, y) -> (state, losses (M, steps), finite (M,)), the check in the program."""
+
+    def epoch_and_check(state, x_train, y_train):
+        state, losses = epoch_fn(state, x_train, y_train)
+        losses = losses[None] if add_member_axis else losses
+        return state, losses, finite_members(losses, state.params, member_axis_of)
+
+    return epoch_and_check
+
+
+def _evaluation(to_member_first: Callable) -> Callable:
+    """evaluate(params, arrays) of every member: diagnostics.progress_metrics under jax.vmap."""
+    progress = jax.vmap(progress_metrics, in_axes=(0, None))
+    return jax.jit(lambda params, arrays: progress(to_member_first(params), arrays))
+
+
+def _single(spec: EngineSpec) -> Engine:
+    (member,) = spec.members
+    optimizer, dtype = spec.optimizer, spec.precision.dtype
+    value_and_grad = value_and_grad_fn(spec.grad, spec.precision.matmul_dtype)
+    epoch_fn = make_train_epoch(optimizer, value_and_grad, spec.batch_size, spec.batch_sharding)
+
+    @jax.jit  # the seed and lr are arguments: one program for every single run of this shape
+    def build(seed, learning_rate):
+        init_key, data_key = member_keys(seed)
+        params = init_params(init_key, spec.sizes, spec.init, dtype)
+        state = init_train_state(params, optimizer, data_key)
+        return state._replace(opt_state=with_learning_rates(state.opt_state, learning_rate))
+
+    no_member_axis = lambda leaf: None
+    add_axis = lambda params: jax.tree.map(lambda leaf: leaf[None], params)
+    return Engine(
+        "single", lambda: build(member.seed, member.lr),
+        jax.jit(_with_finite(epoch_fn, no_member_axis, True)),
+        _evaluation(add_axis), _keep(no_member_axis), add_axis, epoch_fn,
+    )
+
+
+def _stacked_state(spec: EngineSpec, layout: Callable[[Any], Any], vmapped: bool) -> Callable:
+    """init() of a sweep engine: members stacked, then put in the engine's layout."""
+    seeds = np.asarray([member.seed for member in spec.members])
+    learning_rates = np.asarray([member.lr for member in spec.members])
+
+    @jax.jit  # seeds and lrs are arguments: one program for every member set of this shape
+    def build(seeds, learning_rates):
+        params, data_keys = init_members(seeds, spec.sizes, spec.init, spec.precision.dtype)
+        if vmapped:
+            state = jax.vmap(lambda p, k: init_train_state(p, spec.optimizer, k))(params, data_keys)
+        else:
+            state = init_train_state(layout(params), spec.optimizer, data_keys)
+        return state._replace(opt_state=with_learning_rates(state.opt_state, learning_rates))
+
+    return lambda: build(seeds, learning_rates)
+
+
+def _vmap(spec: EngineSpec) -> Engine:
+    value_and_grad = value_and_grad_fn(spec.grad, spec.precision.matmul_dtype)
+    epoch_fn = jax.vmap(
+        make_train_epoch(spec.optimizer, value_and_grad, spec.batch_size, spec.batch_sharding),
+        in_axes=(0, None, None),
+    )
+    first_axis = lambda leaf: 0
+    return Engine(
+        "vmap", _stacked_state(spec, lambda params: params, vmapped=True),
+        jax.jit(_with_finite(epoch_fn, first_axis)), _evaluation(lambda params: params),
+        _keep(first_axis), lambda params: params, epoch_fn,
+    )
+
+
+def _packed(spec: EngineSpec) -> Engine:
+    products = packed.packed_products(
+        spec.precision.matmul_dtype, sharded_batch=spec.batch_sharding is not None
+    )
+    value_and_grad = packed.packed_value_and_grad_fn(spec.grad, products)
+    epoch_fn = packed.make_packed_train_epoch(
+        spec.optimizer, value_and_grad, spec.batch_size, spec.batch_sharding
+    )
+    epoch = jax.jit(
+        _with_finite(epoch_fn, packed.member_axis_of), compiler_options=packed.COMPILER_OPTIONS
+    )
+    return Engine(
+        "packed", _stacked_state(spec, packed.pack, vmapped=False), epoch,
+        _evaluation(packed.unpack), _keep(packed.member_axis_of), packed.unpack, epoch_fn,
+    )

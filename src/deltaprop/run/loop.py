@@ -1,0 +1,420 @@
+"""The epoch loop and the recorder: one loop for every run, a single one or a sweep.
+
+    state = record.restore_or(engine.init())
+    for epoch in record.epochs():
+        new, losses, finite = engine.epoch(state, x, y)          # jitted, pure, every member
+        results = engine.evaluate(new.params) if record.evaluate_now(epoch) else None
+        state = record.guard(epoch, state, new, losses, finite, results)
+        record.log(epoch, losses, results)
+        record.checkpoint(epoch, state)
+    record.finish(state)
+
+The Recorder is the one place that keeps each member's history, logs it to the member's W&B run,
+checkpoints the whole population, and guards against NaN: a member whose loss or parameters
+stop being finite is frozen at its last finite state (`engine.keep`) and marked diverged, the
+others train on unchanged; when none is left (always, for a single run) the run stops with
+TrainingDiverged. Resume restores the state and every member's record, so a resumed run ends
+bit for bit where an uninterrupted one does: the epoch is pure and evaluation only reads.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from deltaprop.gradient_check import gradcheck
+from deltaprop.io import checkpoints
+from deltaprop.io.tracking import NullLogger, make_logger
+from deltaprop.metrics import IDENTITY, member_rows, metric_keys, split_metrics
+from deltaprop.nan_guard import (
+    Divergence,
+    TrainingDiverged,
+    diverged_error,
+    divergence_message,
+    locate_nan,
+)
+from deltaprop.run import outputs
+from deltaprop.run.engines import Engine
+from deltaprop.run.setup import (
+    GRADCHECK_MAX_PARAMS,
+    RunSetup,
+    gradcheck_batch,
+    hydra_job_identity,
+    member_config,
+    sweep_group,
+)
+from deltaprop.training import TrainState
+
+
+@dataclass
+class MemberRecord:
+    """What the recorder keeps of one member (and saves in every checkpoint)."""
+
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_val_loss: float = math.inf
+    run_id: str | None = None  # its W&B run, continued on resume
+    divergence: Divergence | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        divergence = self.divergence and vars(self.divergence)
+        return {"history": self.history, "best_val_loss": self.best_val_loss,
+                "run_id": self.run_id, "divergence": divergence}
+
+    @classmethod
+    def from_json(cls, saved: dict[str, Any]) -> MemberRecord:
+        nan = lambda value: math.nan if value is None else value
+        history = [{key: nan(value) for key, value in row.items()} for row in saved["history"]]
+        best = saved["best_val_loss"]
+        divergence = saved["divergence"] and Divergence(**saved["divergence"])
+        return cls(history, math.inf if best is None else best, saved["run_id"], divergence)
+
+
+def train_epoch(engine: Engine, state: TrainState, arrays, epoch: int):
+    """engine.epoch, with trainer.debug_nans's FloatingPointError turned into TrainingDiverged
+    naming the operation (the epoch re-run op by op)."""
+    x, y = arrays["x_train"], arrays["y_train"]
+    try:
+        return engine.epoch(state, x, y)
+    except FloatingPointError as error:
+        where = locate_nan(engine.epoch_fn, state, x, y)
+        raise TrainingDiverged(f"NaN at epoch {epoch} (trainer.debug_nans): {where or error}") from error
+
+
+def run_epochs(record: Recorder, engine: Engine, state: TrainState) -> TrainState:
+    """Train from the recorder's start epoch to the last, recording as configured."""
+    arrays = record.setup.arrays
+    for epoch in record.epochs():
+        new_state, step_losses, finite = train_epoch(engine, state, arrays, epoch)
+        results = engine.evaluate(new_state.params, arrays) if record.evaluate_now(epoch) else None
+        step_losses, finite, results = jax.device_get((step_losses, finite, results))
+        state = record.guard(epoch, state, new_state, step_losses, finite, results)
+        if results is not None:
+            record.log(epoch, step_losses, results)
+        record.checkpoint(epoch, state)
+    return state
+
+
+class Recorder:
+    """History, W&B runs, checkpoints, the NaN guard and the outputs of every member of a run."""
+
+    def __init__(self, cfg: DictConfig, setup: RunSetup, engine: Engine):
+        self.cfg, self.setup, self.engine = cfg, setup, engine
+        self.trainer = cfg.trainer
+        self.records = [MemberRecord() for _ in setup.members]
+        self.group: str | None = None  # a sweep's W&B group, kept across resumes
+        self.summary_run_id: str | None = None
+        self.loggers: list[NullLogger] = []
+        self.summary_logger = NullLogger()
+        self.manager = None
+        self.start_epoch = 0
+        self.resumed = False
+        self.is_main = jax.process_index() == 0  # several hosts: only process 0 writes
+        self.bar = None
+        self.last_evaluation: tuple[int, dict[str, Any]] | None = None  # (epoch, results)
+
+    # ------------------------------------------------------------ start and resume
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, error_type, error, traceback) -> None:
+        if error_type is not None:  # the run failed: every W&B run still open is marked so
+            for logger in [*self.loggers, self.summary_logger]:
+                logger.finish(1)
+        if self.bar is not None:
+            self.bar.close()
+        if self.manager is not None:
+            self.manager.wait_until_finished()  # a save in flight completes; a diverged state
+            self.manager.close()  # was never handed to it
+
+    def restore_or(self, state: TrainState) -> TrainState:
+        """The checkpoint trainer.resume names, else `state`; then open the W&B runs."""
+        source = self._resume_source()
+        if source is not None:
+            state, progress = checkpoints.restore_checkpoint(source, state, self.setup.metadata)
+            self._load(progress)
+            self.start_epoch = int(np.max(np.asarray(state.epoch)))
+            if self.start_epoch > self.trainer.epochs:
+                raise checkpoints.CheckpointError(
+                    f"checkpoint {source.path} is at epoch {self.start_epoch}, past "
+                    f"trainer.epochs={self.trainer.epochs}"
+                )
+            self.resumed = True
+            print(f"resuming from {source.path} (epoch {self.start_epoch} of "
+                  f"{self.trainer.epochs})")
+        if self.trainer.checkpoint_every:
+            root = self.setup.run_dir / checkpoints.CHECKPOINT_DIR
+            _check_checkpoint_dir_free(root, source)
+            self.manager = checkpoints.open_manager(root, self.trainer.keep_checkpoints)
+        self._open_loggers()
+        if not self.resumed:
+            self._log_gradcheck(state)
+        return state
+
+    def _resume_source(self) -> checkpoints.CheckpointRef | None:
+        resume = self.trainer.resume
+        if not resume:
+            return None
+        if resume == "auto":
+            root = self.setup.run_dir / checkpoints.CHECKPOINT_DIR
+            found = checkpoints.latest_checkpoint(root)
+            if found is None:
+                print(f"note: trainer.resume=auto: no complete checkpoint in {root}; starting fresh")
+            return found
+        return checkpoints.find_checkpoint(Path(resume))
+
+    def _progress(self) -> dict[str, Any]:
+        return {"members": [record.to_json() for record in self.records],
+                "group": self.group, "summary_run_id": self.summary_run_id}
+
+    def _load(self, progress: dict[str, Any]) -> None:
+        self.records = [MemberRecord.from_json(saved) for saved in progress["members"]]
+        self.group, self.summary_run_id = progress["group"], progress["summary_run_id"]
+
+    def _open_loggers(self) -> None:
+        """One W&B run per member (continued under its id on resume), and a sweep's summary run."""
+        setup, logger_cfg = self.setup, self.cfg.logger
+        if not self.is_main:
+            self.loggers = [NullLogger() for _ in setup.members]
+            return
+        if not setup.sweep:
+            name, group = hydra_job_identity(self.cfg)
+            config = OmegaConf.to_container(self.cfg, resolve=True)
+            self.loggers = [make_logger(logger_cfg, config, setup.run_dir, name=name, group=group,
+                                        resume_id=self.records[0].run_id)]
+        else:
+            self.group = self.group or sweep_group(self.cfg)
+            self.loggers = [
+                make_logger(logger_cfg, member_config(self.cfg, member), setup.run_dir,
+                            name=member.name, group=self.group, resume_id=record.run_id)
+                for member, record in zip(setup.members, self.records)
+            ]
+            self.summary_logger = make_logger(
+                logger_cfg, OmegaConf.to_container(self.cfg, resolve=True), setup.run_dir,
+                name=f"{self.group}-summary", group=self.group, job_type="sweep-summary",
+                resume_id=self.summary_run_id,
+            )
+            self.summary_run_id = self.summary_logger.run_id
+        for record, logger in zip(self.records, self.loggers):
+            record.run_id = logger.run_id
+
+    @property
+    def main_logger(self) -> NullLogger:
+        """The run a single run logs to, or a sweep's summary run."""
+        return self.summary_logger if self.setup.sweep else self.loggers[0]
+
+    def _log_gradcheck(self, state: TrainState) -> None:
+        """The gradient check of the first member's initial parameters, as a W&B table."""
+        if self.cfg.logger.name == "none" or not self.cfg.logger.log_gradcheck:
+            return
+        params = jax.tree.map(lambda leaf: leaf[0],
+                              self.engine.member_params(jax.device_get(state.params)))
+        if sum(leaf.size for leaf in jax.tree.leaves(params)) > GRADCHECK_MAX_PARAMS:
+            return
+        report = gradcheck(params, *gradcheck_batch(self.setup.splits))
+        self.main_logger.log_table("gradcheck", *report.table())
+
+    # ------------------------------------------------------------ every epoch
+
+    def epochs(self):
+        from tqdm.auto import tqdm
+
+        members = len(self.setup.members)
+        self.bar = tqdm(
+            range(self.start_epoch + 1, self.trainer.epochs + 1),
+            desc="train" if members == 1 else f"sweep ({members} members)",
+            unit="epoch", initial=self.start_epoch, total=self.trainer.epochs,
+            disable=not (self.trainer.progress and self.is_main), dynamic_ncols=True,
+        )
+        return self.bar
+
+    def evaluate_now(self, epoch: int) -> bool:
+        return epoch % self.trainer.eval_every == 0 or epoch == self.trainer.epochs
+
+    @property
+    def active(self) -> np.ndarray:
+        """(M,) True for the members still training."""
+        return np.array([record.divergence is None for record in self.records])
+
+    def guard(self, epoch, previous, new, step_losses, finite, results) -> TrainState:
+        """The state to go on from: `new`, with every member that is not finite any more (step
+        losses, parameters, or evaluated train/val loss) kept at its `previous` state.
+
+        Raises:
+          TrainingDiverged: no member is left.
+        """
+        finite = np.array(finite, bool)
+        if results is not None:
+            for split in ("train", "val"):
+                finite &= np.isfinite(results[split]["loss"])
+        newly = self.active & ~finite
+        if newly.any():
+            self._mark_diverged(epoch, np.flatnonzero(newly), new, step_losses, results)
+        active = self.active
+        if not active.any():
+            raise self._all_diverged()
+        if active.all():
+            return new
+        return self.engine.keep(jnp.asarray(active), new, previous)
+
+    def _mark_diverged(self, epoch, indices, new, step_losses, results) -> None:
+        params = self.engine.member_params(jax.device_get(new.params))
+        x_train = self.setup.arrays["x_train"]
+        for m in indices:
+            member_params = [{name: leaf[m] for name, leaf in layer.items()} for layer in params]
+            losses, name = step_losses[m], "loss"
+            if np.isfinite(losses).all() and results is not None:  # the evaluation overflowed
+                name = next(f"{split}/loss" for split in ("train", "val")
+                            if not np.isfinite(results[split]["loss"][m]))
+                losses = np.array([results[name.split("/")[0]]["loss"][m]])
+            message = divergence_message(epoch, losses, member_params, x_train, loss_name=name)
+            self.records[m].divergence = Divergence(epoch, message)
+            self.loggers[m].summarize({"diverged_epoch": epoch})
+            if len(self.records) > 1:
+                member = self.setup.members[m]
+                self._say(f"member {m} ({member.name}) diverged: {message}; frozen at its "
+                          f"state after epoch {epoch - 1}, the others train on")
+
+    def _all_diverged(self) -> TrainingDiverged:
+        divergences = [record.divergence for record in self.records]
+        if len(divergences) == 1:
+            message = divergences[0].message
+        else:
+            epochs = ", ".join(str(d.epoch) for d in divergences)
+            message = (f"every member diverged (at epochs {epochs}); member 0: "
+                       f"{divergences[0].message}")
+        return diverged_error(message, self._last_checkpoint())
+
+    def _last_checkpoint(self) -> str:
+        if self.manager is None:
+            return "no checkpoint to go back to (trainer.checkpoint_every=0)"
+        self.manager.wait_until_finished()
+        step = self.manager.latest_step()
+        if step is None:
+            return "no checkpoint was saved before it"
+        return f"last good checkpoint: {Path(self.manager.directory) / str(step)} (epoch {step})"
+
+    def log(self, epoch: int, step_losses: np.ndarray, results: dict[str, Any]) -> None:
+        """One history row per active member, also to its W&B run."""
+        splits = self.setup.splits
+        columns = {"train/epoch_loss": step_losses.mean(axis=1)}
+        columns |= split_metrics(results["train"], splits.y_train, "train")
+        columns |= split_metrics(results["val"], splits.y_val, "val")
+        columns |= {f"grads/{key}": value for key, value in results["statistics"].items()}
+        rows = member_rows(columns, {"epoch": epoch})
+        self.last_evaluation = (epoch, results)
+        for record, logger, row in zip(self.records, self.loggers, rows):
+            if record.divergence is not None:
+                continue
+            record.best_val_loss = min(record.best_val_loss, row["val/loss"])
+            row["val/best_loss"] = record.best_val_loss
+            record.history.append(row)
+            logger.log(row, step=epoch)
+        if self.bar is not None:
+            active = self.active
+            self.bar.set_postfix(
+                loss=f"{np.mean(columns['train/loss'][active]):.4f}",
+                val_acc=f"{np.mean(columns['val/acc'][active]):.3f}",
+            )
+
+    def checkpoint(self, epoch: int, state: TrainState) -> None:
+        every = self.trainer.checkpoint_every
+        if self.manager is not None and (epoch % every == 0 or epoch == self.trainer.epochs):
+            checkpoints.save_checkpoint(
+                self.manager, state, epoch, self._progress(), self.setup.metadata
+            )
+
+    def _say(self, line: str) -> None:
+        if self.bar is not None and not self.bar.disable:
+            self.bar.write(line)
+        elif self.is_main:
+            print(line)
+
+    # ------------------------------------------------------------ the end
+
+    def finish(self, state: TrainState) -> dict[str, Any]:
+        """Test metrics, outputs, W&B summaries; the run's result (a sweep's: over members)."""
+        setup = self.setup
+        last = self.last_evaluation
+        if last is not None and last[0] == self.trainer.epochs and self.active.all():
+            results = last[1]
+        else:  # frozen members (evaluated before they were put back), or nothing evaluated here
+            results = jax.device_get(self.engine.evaluate(state.params, setup.arrays))
+        tests = member_rows(split_metrics(results["test"], setup.splits.y_test, "test"), {})
+        params = self.engine.member_params(jax.device_get(state.params))
+        if self.bar is not None:
+            self.bar.close()
+        if not setup.sweep:
+            return self._finish_single(params, tests[0])
+        return self._finish_sweep(params, tests)
+
+    def _finish_single(self, params, test: dict[str, float]) -> dict[str, Any]:
+        (record,), (logger,) = self.records, self.loggers
+        final = dict(record.history[-1]) | test
+        single_params = jax.tree.map(lambda leaf: leaf[0], params)
+        if self.is_main:
+            outputs.write_run_outputs(self.setup.run_dir, record.history, final, single_params,
+                                      self.setup.splits, logger, self.trainer.epochs,
+                                      self.cfg.logger.plots)
+        logger.summarize(final)
+        logger.finish(0)
+        if self.is_main:
+            outputs.print_summary(final, self.setup.run_dir, logger.run_path)
+        return final
+
+    def _finish_sweep(self, params, tests: list[dict[str, float]]) -> dict[str, Any]:
+        setup, objective = self.setup, self.cfg.objective
+        histories = [record.history for record in self.records]
+        finals = [outputs.member_final(member, record.history, record.divergence, test)
+                  for member, record, test in zip(setup.members, self.records, tests)]
+        if not self.is_main:
+            return {}
+        summary, by_lr, paths = outputs.write_sweep_outputs(
+            setup.run_dir, setup.members, histories, finals, params, objective,
+            self.cfg.logger.plots,
+        )
+        for member, final, logger in zip(setup.members, finals, self.loggers):
+            logger.summarize(final)
+            logger.log_artifact(f"params-member-{member.index}", "model",
+                                paths[f"members/{member.index}"])
+            logger.finish(1 if final["diverged"] else 0)  # a diverged member's run is failed
+        self._summarize_sweep(finals, summary, paths.get("curves"))
+        best = summary.get("sweep/best_lr")
+        title = f"final metrics of the best lr={best:g} (mean over its finite members)"
+        outputs.print_summary(summary, setup.run_dir, self.summary_logger.run_path, title)
+        keys = [key for key in outputs.BY_LR_KEYS if f"{key}/mean" in by_lr[0]]
+        outputs.print_by_lr(by_lr, keys)
+        if self.summary_logger.run_path:
+            print(f"W&B group {self.group!r}: {len(finals)} member runs and one summary run; "
+                  f"upload all with: wandb sync "
+                  f"{Path(self.summary_logger.run_path).parent.resolve()}/offline-run-*")
+        return summary
+
+    def _summarize_sweep(self, finals, summary, curves_path) -> None:
+        logger = self.summary_logger
+        if curves_path is not None:
+            logger.log_images({"plots/sweep_curves": curves_path}, step=self.trainer.epochs)
+        columns = [*IDENTITY, *metric_keys(finals)]
+        logger.log_table("members", columns, [[row.get(c) for c in columns] for row in finals])
+        logger.summarize({k: v for k, v in summary.items() if isinstance(v, (int, float))})
+        logger.finish(0)
+
+
+def _check_checkpoint_dir_free(root: Path, source: checkpoints.CheckpointRef | None) -> None:
+    """Refuse to mix a new run's checkpoints with an earlier run's in the same directory."""
+    existing = checkpoints.complete_steps(root)
+    if not existing:
+        return
+    if source is not None and source.root.resolve() == root.resolve():
+        return
+    raise checkpoints.CheckpointError(
+        f"{root} already holds checkpoints (epochs {existing[0]}..{existing[-1]}) of an earlier "
+        "run; continue it with trainer.resume=auto, or choose another run_dir / hydra.run.dir"
+    )

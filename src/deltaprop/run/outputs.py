@@ -1,0 +1,180 @@
+"""What a finished run leaves behind: files in the run directory, W&B summaries, printed lines.
+
+A single run (one member, no sweep axes):
+    metrics.jsonl          one line per evaluation
+    summary.json           final metrics
+    loss_curves.png        train/val loss and accuracy
+    layer_norms.png        per-layer ‖δ_l‖ and ‖∂L/∂W_l‖ over training
+    decision_boundary.png  2-D datasets only
+    params.safetensors     final parameters
+
+A sweep (trainer.num_seeds > 1 or sweep.lr):
+    members.csv, members.json        every member's final metrics (member, seed, lr, diverged, ...)
+    summary.json                     means over finite members, per-lr mean ± std, the objective
+    sweep_curves.png                 mean ± std over seeds of the loss and accuracy, per lr
+    members/member_<i>/              metrics.jsonl, summary.json, params.safetensors
+
+All JSON is strict: NaN and ±inf are written as null.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from deltaprop.io import plots
+from deltaprop.io.data import Splits
+from deltaprop.io.files import save_params, write_csv, write_json, write_jsonl
+from deltaprop.io.tracking import NullLogger
+from deltaprop.metrics import IDENTITY, aggregate, metric_keys, summarize_by_lr
+from deltaprop.network import Params, forward
+from deltaprop.population import Member
+
+BY_LR_KEYS = ("val/best_loss", "val/acc", "test/acc")
+DECISION_GRID_CHUNK = 8192  # at most this many grid points per forward pass of the plot
+
+
+def write_run_outputs(
+    run_dir: Path,
+    history: list[dict[str, float]],
+    final: dict[str, float],
+    params: Params,
+    splits: Splits,
+    logger: NullLogger,
+    step: int,
+    figures: bool = True,
+) -> None:
+    """A single run: metrics history, summary, plots (unless not `figures`) and parameters (and
+    the same to W&B)."""
+    write_jsonl(run_dir / "metrics.jsonl", history)
+    write_json(run_dir / "summary.json", final)
+    params_path = save_params(params, run_dir / "params.safetensors")
+    logger.log_artifact("params", "model", params_path)
+    if not figures:
+        return
+    images = {
+        "plots/loss_curves": plots.plot_loss_curves(history, run_dir / "loss_curves.png"),
+        "plots/layer_norms": plots.plot_layer_norms(history, run_dir / "layer_norms.png"),
+    }
+    if splits.x_train.shape[1] == 2:
+        images["plots/decision_boundary"] = plots.plot_decision_boundary(
+            _chunked_probabilities(params), splits.x_train, splits.y_train,
+            run_dir / "decision_boundary.png",
+        )
+    logger.log_images(images, step=step)
+
+
+def _chunked_probabilities(params: Params):
+    """grid (G, 2) -> σ(z_L) (G, 1), a chunk of the grid at a time."""
+    predict = jax.jit(lambda p, x: jax.nn.sigmoid(forward(p, x)))
+    dtype = params[0]["W"].dtype
+
+    def probabilities(grid: np.ndarray) -> np.ndarray:
+        chunks = np.array_split(grid, -(-len(grid) // DECISION_GRID_CHUNK))  # near-equal sizes
+        return np.concatenate(
+            [np.asarray(predict(params, jnp.asarray(chunk, dtype))) for chunk in chunks]
+        )
+
+    return probabilities
+
+
+def member_final(
+    member: Member, history: list[dict[str, float]], divergence, test: dict[str, float]
+) -> dict[str, Any]:
+    """A sweep member's final row: who it is, whether it diverged, its last evaluation, test."""
+    return {
+        "member": member.index,
+        "seed": member.seed,
+        "lr": member.lr,
+        "diverged": divergence is not None,
+        "diverged_epoch": None if divergence is None else divergence.epoch,
+        **(history[-1] if history else {}),
+        **test,
+    }
+
+
+def write_sweep_outputs(
+    run_dir: Path,
+    members: Sequence[Member],
+    histories: Sequence[list[dict[str, float]]],
+    finals: list[dict[str, Any]],
+    params: Params,
+    objective: str,
+    figures: bool = True,
+) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Path]]:
+    """Every member's directory, the member tables, the summary and (if `figures`) the curves.
+
+    Args:
+      params: every member's parameters, member axis first (host arrays).
+
+    Returns:
+      (summary, by-lr rows, {"members/<i>": params path[, "curves": the figure]}).
+    """
+    paths = {}
+    for member, history, final in zip(members, histories, finals):
+        directory = run_dir / "members" / f"member_{member.index}"
+        directory.mkdir(parents=True, exist_ok=True)
+        write_jsonl(directory / "metrics.jsonl", history)
+        write_json(directory / "summary.json", final)
+        member_params = [{name: leaf[member.index] for name, leaf in layer.items()}
+                         for layer in params]
+        paths[f"members/{member.index}"] = save_params(
+            member_params, directory / "params.safetensors"
+        )
+    write_csv(run_dir / "members.csv", finals, [*IDENTITY, *metric_keys(finals)])
+    write_json(run_dir / "members.json", finals)
+    by_lr = summarize_by_lr(finals, [key for key in BY_LR_KEYS if key in metric_keys(finals)])
+    summary = aggregate(finals, objective)
+    write_json(run_dir / "summary.json", summary | {"by_lr": by_lr})
+    if figures:
+        paths["curves"] = plots.plot_sweep_curves(
+            _curves_by_lr(members, histories, finals), run_dir / "sweep_curves.png"
+        )
+    return summary, by_lr, paths
+
+
+def _curves_by_lr(members, histories, finals) -> dict[str, list[list[dict[str, float]]]]:
+    """Per learning rate, the histories of its finite members (diverged ones are only counted)."""
+    curves = {}
+    for lr in sorted({member.lr for member in members}):
+        group = [i for i, member in enumerate(members) if member.lr == lr]
+        finite = [histories[i] for i in group if not finals[i]["diverged"] and histories[i]]
+        diverged = len(group) - len(finite)
+        if finite:
+            label = f"lr={lr:g} (n={len(finite)}" + (f", {diverged} diverged)" if diverged else ")")
+            curves[label] = finite
+    return curves
+
+
+def print_summary(
+    final: dict[str, Any], run_dir: Path, wandb_path: str | None, title: str = "final metrics"
+) -> None:
+    keys = [key for key in final if key.split("/")[0] in ("train", "val", "test")]
+    width = max((len(key) for key in keys), default=0)
+    lines = ["", f"{title}:"]
+    lines += [f"  {key:<{width}}  {final[key]:.4f}" for key in keys]
+    lines.append(f"run directory: {run_dir.resolve()}")
+    if wandb_path:
+        lines.append(f"W&B run: {Path(wandb_path).resolve()}  (upload: wandb sync <that dir>)")
+    print("\n".join(lines))
+
+
+def print_by_lr(rows: list[dict[str, Any]], keys: Sequence[str]) -> None:
+    """The per-lr table: members, diverged members with their epochs, mean ± std of `keys`."""
+    lines = ["per learning rate (mean ± std over finite seeds):"]
+    number = lambda value: f"{value:.4f}" if math.isfinite(value) else "–"
+    for row in rows:
+        cells = [f"{key} {number(row[f'{key}/mean'])} ± {number(row[f'{key}/std'])}"
+                 for key in keys]
+        diverged = ""
+        if row["diverged"]:
+            epochs = ", ".join(str(epoch) for epoch in row["diverged_epochs"])
+            diverged = f" ({row['diverged']} diverged at epoch {epochs})"
+        lines.append(f"  lr={row['lr']:<10g} n={row['members']:<3d}{diverged} " + "   ".join(cells))
+    print("\n".join(lines))

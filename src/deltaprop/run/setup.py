@@ -1,0 +1,216 @@
+"""Run setup: the composed config turned, once, into everything a run needs.
+
+`RunSetup.from_config(cfg)` loads and checks the data (DataError before anything is written),
+splits and standardizes it, sizes the network, builds the optimizer, lists the members and picks
+the engine; only then does it create the run directory. The gradient check and the worked
+example take their network and data from the same functions, so every entry point starts where
+training starts.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh
+from omegaconf import DictConfig, OmegaConf
+
+from deltaprop.gradient_check import GradcheckReport, gradcheck
+from deltaprop.io.checkpoints import run_metadata
+from deltaprop.io.data import Splits, check_feature_count, load_dataset, split_and_standardize
+from deltaprop.network import Params
+from deltaprop.population import Member, initial_params, member_grid
+from deltaprop.precision import Precision, float64_scope, precision_of
+from deltaprop.run import parallel
+from deltaprop.training import batches_per_epoch, make_optimizer
+
+GRADCHECK_BATCH = 16
+GRADCHECK_MAX_PARAMS = 20_000  # finite differences cost 4 loss evaluations per parameter
+
+
+def data_seed(cfg: DictConfig) -> int:
+    """The seed of the data (synthetic draw, split): dataset.seed, else seed."""
+    seed = cfg.dataset.get("seed")
+    return int(cfg.seed if seed is None else seed)
+
+
+def prepare_data(cfg: DictConfig) -> Splits:
+    """Load, validate, split and standardize (fitted on train only). Raises DataError."""
+    data = load_dataset(cfg.dataset, data_seed(cfg))
+    return split_and_standardize(
+        data, cfg.dataset.val_fraction, cfg.dataset.test_fraction, data_seed(cfg)
+    )
+
+
+def network_sizes(cfg: DictConfig, splits: Splits) -> list[int]:
+    """[n_inputs (from the data), *model.hidden, n_outputs (from the labels)]."""
+    return [splits.x_train.shape[1], *cfg.model.hidden, splits.y_train.shape[1]]
+
+
+def is_sweep(cfg: DictConfig) -> bool:
+    """trainer.num_seeds > 1 or sweep.lr: members get their own outputs under members/."""
+    return cfg.trainer.num_seeds > 1 or bool(cfg.sweep.lr)
+
+
+def members_of(cfg: DictConfig) -> list[Member]:
+    """K = trainer.num_seeds seeds from `seed` × the learning rates sweep.lr (or optimizer.lr)."""
+    learning_rates = [float(lr) for lr in cfg.sweep.lr] or [float(cfg.optimizer.lr)]
+    return member_grid(int(cfg.seed), int(cfg.trainer.num_seeds), learning_rates)
+
+
+def engine_name(cfg: DictConfig) -> str:
+    return cfg.sweep.engine if is_sweep(cfg) else "single"
+
+
+def resolve_run_dir(cfg: DictConfig) -> Path:
+    """cfg.run_dir, else Hydra's output directory, else ./outputs/<time>."""
+    if cfg.get("run_dir"):
+        return Path(cfg.run_dir)
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        return Path(HydraConfig.get().runtime.output_dir)
+    return Path("outputs") / time.strftime("%Y-%m-%d_%H-%M-%S")
+
+
+def hydra_job_identity(cfg: DictConfig) -> tuple[str | None, str | None]:
+    """(run name, group): in a multirun each job is its own run, grouped by sweep."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized():
+        return None, None
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode == RunMode.MULTIRUN:
+        sweep_dir = Path(hydra_cfg.sweep.dir)
+        group = f"{sweep_dir.parent.name}/{sweep_dir.name}"
+        return f"{cfg.experiment_name}-{hydra_cfg.job.num}", group
+    return None, None
+
+
+def sweep_group(cfg: DictConfig) -> str:
+    """A sweep's W&B group: logger.group, else the Hydra multirun job, else
+    sweep-<experiment_name>-<time>."""
+    if cfg.logger.group:
+        return str(cfg.logger.group)
+    name, hydra_group = hydra_job_identity(cfg)
+    if hydra_group:
+        return f"{hydra_group}/{name}"
+    return f"sweep-{cfg.experiment_name}-{time.strftime('%Y-%m-%d_%H-%M-%S')}"
+
+
+def member_config(cfg: DictConfig, member: Member) -> dict[str, Any]:
+    """The config a member's W&B run shows: the run's, with this member's seed and lr."""
+    config = OmegaConf.to_container(cfg, resolve=True)
+    config["seed"] = member.seed
+    config["optimizer"]["lr"] = member.lr
+    config["member"] = member.index
+    config["data_seed"] = data_seed(cfg)  # the split is shared by all members
+    return config
+
+
+@dataclass(frozen=True)
+class RunSetup:
+    """Everything a run needs, from the config, checked before the run directory exists."""
+
+    precision: Precision
+    splits: Splits
+    arrays: dict[str, jax.Array]  # x_train, y_train, x_val, ... in the training dtype
+    sizes: list[int]
+    optimizer: optax.GradientTransformation
+    members: list[Member]
+    sweep: bool  # outputs per member (members/, members.csv) rather than one run's
+    engine: str  # single | packed | vmap
+    run_dir: Path
+    metadata: dict[str, Any]  # what a checkpoint must agree on (io.checkpoints.run_metadata)
+    mesh: Mesh | None  # trainer.data_parallel: every device, each taking a share of each batch
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig) -> RunSetup:
+        precision = precision_of(cfg.trainer.precision)
+        splits = prepare_data(cfg)
+        sizes = network_sizes(cfg, splits)
+        check_feature_count(splits.x_train, sizes[0])
+        n_train = splits.x_train.shape[0]
+        steps_per_epoch = batches_per_epoch(n_train, cfg.trainer.batch_size)
+        mesh = None
+        if cfg.trainer.data_parallel:
+            mesh = parallel.data_mesh()
+            parallel.check_divisible(cfg.trainer.batch_size, n_train, mesh)
+        members = members_of(cfg)
+        engine = engine_name(cfg)
+        metadata = run_metadata(
+            sizes, cfg.dataset.name, splits.feature_names, cfg.optimizer.name,
+            precision.name, [m.seed for m in members], [m.lr for m in members], engine,
+        )
+        arrays = cast_splits(splits, precision.dtype)
+        if mesh is not None:
+            arrays = parallel.replicate(arrays, mesh)
+        run_dir = resolve_run_dir(cfg)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        return cls(
+            precision=precision,
+            splits=splits,
+            arrays=arrays,
+            sizes=sizes,
+            optimizer=make_optimizer(cfg.optimizer, steps_per_epoch, cfg.trainer.epochs),
+            members=members,
+            sweep=is_sweep(cfg),
+            engine=engine,
+            run_dir=run_dir,
+            metadata=metadata,
+            mesh=mesh,
+        )
+
+
+def cast_splits(splits: Splits, dtype: Any) -> dict[str, jax.Array]:
+    return {
+        name: jnp.asarray(getattr(splits, name), dtype)
+        for name in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
+    }
+
+
+def gradcheck_batch(splits: Splits) -> tuple[np.ndarray, np.ndarray]:
+    """The examples a gradient check runs on: the first GRADCHECK_BATCH of the training split."""
+    return splits.x_train[:GRADCHECK_BATCH], splits.y_train[:GRADCHECK_BATCH]
+
+
+def gradcheck_from_config(cfg: DictConfig, params: Params | None = None) -> GradcheckReport:
+    """Gradient check of the configured network (at its initial parameters, unless given) on a
+    small batch of the configured data."""
+    splits = prepare_data(cfg)
+    if params is None:
+        params = initial_params(int(cfg.seed), network_sizes(cfg, splits), cfg.model.init,
+                                jnp.float32)
+    return gradcheck(params, *gradcheck_batch(splits))
+
+
+def worked_example_inputs(
+    cfg: DictConfig, batch: int
+) -> tuple[Params, np.ndarray, np.ndarray]:
+    """(params, x, y) as `python experiments/train.py` would start: float64 params, first batch.
+
+    The data are `cfg.dataset` split and standardized as in training; the params are the
+    initial parameters of `cfg.seed`; x, y are the first `batch` examples of the training split.
+
+    Raises:
+      ValueError: batch outside 1..n_train.
+    """
+    splits = prepare_data(cfg)
+    n_train, batch = splits.x_train.shape[0], int(batch)
+    if not 1 <= batch <= n_train:
+        raise ValueError(
+            f"worked_example.batch={batch} must be between 1 and the {n_train} training examples"
+        )
+    with float64_scope():
+        params = initial_params(
+            int(cfg.seed), network_sizes(cfg, splits), cfg.model.init, jnp.float64
+        )
+        params = jax.tree.map(np.asarray, params)
+    return params, splits.x_train[:batch], splits.y_train[:batch]

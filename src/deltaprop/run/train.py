@@ -1,0 +1,74 @@
+"""`train(cfg)`: run one configured experiment, a single run or a sweep, and return its metrics.
+
+    validate_config(cfg)                        # once, before anything is written
+    setup  = RunSetup.from_config(cfg)          # data, sizes, optimizer, members, run directory
+    engine = make_engine(setup.engine, ...)     # single | vmap | packed
+    with Recorder(cfg, setup, engine) as record:
+        state = record.restore_or(engine.init())
+        state = run_epochs(record, engine, state)
+        return record.finish(state)
+
+A single run is a population of one member; a sweep (trainer.num_seeds=K, sweep.lr=[...]) is
+K × L members trained as one program. Both go through the same loop (loop.py), so both
+checkpoint, resume exactly, guard against NaN, train data parallel and write their outputs the
+same way (outputs.py has the run directory's files).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from omegaconf import DictConfig
+
+from deltaprop.io import checkpoints
+from deltaprop.io.config import validate_config
+from deltaprop.nan_guard import TrainingDiverged, debug_nans_scope
+from deltaprop.precision import precision_scope
+from deltaprop.run import parallel
+from deltaprop.run.engines import EngineSpec, make_engine
+from deltaprop.run.loop import Recorder, run_epochs
+from deltaprop.run.setup import RunSetup
+
+__all__ = ["TrainingDiverged", "train"]
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Train the configured population; return the final metrics (val/best_loss, test/acc, ...).
+
+    A single run returns its final metrics; a sweep the mean over its finite members of each,
+    with its objective (cfg.objective) taken from the best learning rate, and sweep/members,
+    sweep/diverged, sweep/best_lr.
+
+    Raises:
+      ConfigError, DataError, CheckpointError (all ValueError): bad input or an unusable
+        checkpoint, found before any training or W&B run starts.
+      TrainingDiverged (RuntimeError): every member's loss or parameters became NaN/inf; the
+        W&B runs are marked failed and the checkpoints saved before it are kept.
+    """
+    validate_config(cfg)
+    if cfg.trainer.distributed:
+        parallel.initialize_distributed()
+    with (
+        precision_scope(cfg.trainer.precision),
+        checkpoints.quiet_orbax_logs(),
+        debug_nans_scope(cfg.trainer.debug_nans),
+    ):
+        setup = RunSetup.from_config(cfg)
+        engine, place = _engine(cfg, setup)
+        with Recorder(cfg, setup, engine) as record:
+            state = record.restore_or(place(engine.init()))
+            state = run_epochs(record, engine, state)
+            return record.finish(state)
+
+
+def _engine(cfg: DictConfig, setup: RunSetup):
+    """The engine, and how to place its state (replicated on every device, data parallel)."""
+    mesh = setup.mesh
+    spec = EngineSpec(
+        members=setup.members, sizes=setup.sizes, init=cfg.model.init,
+        precision=setup.precision, optimizer=setup.optimizer, grad=cfg.trainer.grad,
+        batch_size=cfg.trainer.batch_size,
+        batch_sharding=None if mesh is None else parallel.batch_sharding(mesh),
+    )
+    place = (lambda state: state) if mesh is None else (lambda state: parallel.replicate(state, mesh))
+    return make_engine(setup.engine, spec), place

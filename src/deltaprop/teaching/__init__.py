@@ -1,0 +1,1 @@
+"""Teaching: the worked example of backprop, computed apart from its rendering."""

@@ -1,0 +1,135 @@
+"""Tests for deltaprop.io.checkpoints: what a checkpoint holds, and every checkpoint refused.
+
+A checkpoint of another architecture, dataset, optimizer, precision, member set or engine is
+refused naming the difference; nothing is ever unpickled. (Saving, retention and exact resume
+through the training loop are in test_loop.py.)
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import pytest
+from conftest import SMALL, compose_config
+
+from deltaprop.io import checkpoints
+from deltaprop.io.checkpoints import CheckpointError, CheckpointRef
+from deltaprop.run.train import train
+
+
+class Evil:
+    """Unpickling this creates a file: proof that a loader did (or did not) unpickle."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def test_metadata_names_the_run(make_cfg, tmp_path):
+    train(make_cfg("trainer.epochs=5", "trainer.checkpoint_every=2"))
+    metadata = checkpoints.read_metadata(CheckpointRef(tmp_path / "run" / "checkpoints", 5))
+    assert metadata["sizes"] == [2, 4, 1]
+    assert metadata["dataset"] == "moons" and metadata["n_features"] == 2
+    assert metadata["optimizer"] == "sgd" and metadata["precision"] == "float32"
+    assert metadata["seeds"] == [0] and metadata["learning_rates"] == [1.0]
+    assert metadata["engine"] == "single"
+
+
+# ---------------------------------------------------------------- refusals
+
+
+SWEEP = ["trainer.num_seeds=2", "sweep.lr=[0.5,1.0]"]
+
+
+@pytest.fixture(scope="module")
+def saved_runs(tmp_path_factory) -> dict[str, Path]:
+    """A single run and a sweep, two epochs each, checkpointed at the end."""
+    runs = {}
+    for name, extra in (("single", []), ("sweep", SWEEP)):
+        run_dir = tmp_path_factory.mktemp(name) / "run"
+        train(compose_config(*SMALL, f"run_dir={run_dir}", "trainer.epochs=2",
+                             "trainer.checkpoint_every=2", *extra))
+        runs[name] = run_dir
+    return runs
+
+
+@pytest.mark.parametrize(
+    ("saved", "overrides", "message"),
+    [
+        ("single", ["model.hidden=[5]"], "it has layer sizes [2, 4, 1], but this run has [2, 5, 1]"),
+        ("single", ["dataset=circles"], "it has dataset 'moons', but this run has 'circles'"),
+        ("single", ["optimizer=adam"], "it has optimizer 'sgd', but this run has 'adam'"),
+        ("single", ["trainer.precision=float64"],
+         "it has precision 'float32', but this run has 'float64'"),
+        ("single", ["seed=1"], "it has member seeds [0], but this run has [1]"),
+        ("single", SWEEP, "it has engine 'single', but this run has 'packed'"),
+        ("sweep", ["trainer.num_seeds=3", "sweep.lr=[0.5,1.0]"],
+         "it has member seeds [0, 1, 0, 1], but this run has [0, 1, 2, 0, 1, 2]"),
+        ("sweep", ["trainer.num_seeds=2", "sweep.lr=[0.5,2.0]"],
+         ("it has member learning rates [0.5, 0.5, 1.0, 1.0], but this run has "
+          "[0.5, 0.5, 2.0, 2.0]")),
+        ("sweep", [*SWEEP, "sweep.engine=vmap"], "it has engine 'packed', but this run has 'vmap'"),
+    ],
+)
+def test_mismatched_checkpoint_is_refused(make_cfg, tmp_path, saved_runs, saved, overrides,
+                                          message):
+    cfg = make_cfg("trainer.epochs=4", f"trainer.resume={saved_runs[saved]}", *overrides)
+    with pytest.raises(CheckpointError, match="does not match this run") as error:
+        train(cfg)
+    assert message in str(error.value)
+    assert not (tmp_path / "run" / "params.safetensors").exists()
+    assert not (tmp_path / "run" / "members.csv").exists()
+
+
+def test_feature_count_mismatch_names_both():
+    found = {"format": checkpoints.FORMAT, "dataset": "csv", "n_features": 3}
+    expected = {**found, "n_features": 2}
+    with pytest.raises(CheckpointError, match=r"its model expects 3 input features \(sizes\[0\]\), "
+                                              r"but the data have 2"):
+        checkpoints.check_compatible(found, expected, Path("ckpt"))
+
+
+def test_pickle_file_is_refused_without_unpickling(make_cfg, tmp_path):
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "model.bin"
+    evil.write_bytes(pickle.dumps(Evil(marker)))
+    with pytest.raises(CheckpointError, match="is a pickle-like file, not an orbax checkpoint"):
+        train(make_cfg(f"trainer.resume={evil}"))
+    assert not marker.exists()
+
+
+def test_directory_of_pickles_is_refused(make_cfg, tmp_path):
+    marker = tmp_path / "pwned"
+    folder = tmp_path / "old_run"
+    folder.mkdir()
+    (folder / "checkpoint.pkl").write_bytes(pickle.dumps(Evil(marker)))
+    with pytest.raises(CheckpointError, match=r"no complete orbax checkpoint \(found "
+                                              r"checkpoint.pkl: pickle-like files are never"):
+        train(make_cfg(f"trainer.resume={folder}"))
+    assert not marker.exists()
+
+
+def test_crafted_step_directory_holding_pickles_is_refused(make_cfg, tmp_path):
+    """Looks complete (name, commit marker, item dirs) but holds pickles: read as orbax, fails."""
+    marker = tmp_path / "pwned"
+    step = tmp_path / "checkpoints" / "7"
+    for item in ("state", "progress", "meta"):
+        (step / item).mkdir(parents=True)
+        (step / item / "metadata").write_bytes(pickle.dumps(Evil(marker)))
+    (step / checkpoints.COMMIT_MARKER).write_text("ok")
+    assert checkpoints.find_checkpoint(tmp_path) == CheckpointRef(tmp_path / "checkpoints", 7)
+    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+        train(make_cfg(f"trainer.resume={tmp_path}"))
+    assert not marker.exists()
+
+
+def test_missing_and_unfinished_paths(tmp_path):
+    with pytest.raises(CheckpointError, match="no such file or directory"):
+        checkpoints.find_checkpoint(tmp_path / "nowhere")
+    unfinished = tmp_path / "3.orbax-checkpoint-tmp-17"
+    unfinished.mkdir()
+    with pytest.raises(CheckpointError, match="never finished"):
+        checkpoints.find_checkpoint(unfinished)

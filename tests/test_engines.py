@@ -1,0 +1,95 @@
+"""Tests for deltaprop.run.engines: single, vmap and packed train the same members the same way,
+and `keep` freezes exactly the members it is told to."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import compose_config
+
+from deltaprop.population import member_grid
+from deltaprop.precision import precision_of
+from deltaprop.run.engines import SWEEP_ENGINES, EngineSpec, make_engine
+from deltaprop.training import make_optimizer
+
+SIZES = [2, 5, 1]
+
+
+def spec_for(members, optimizer="adam", batch_size=10, steps_per_epoch=4):
+    cfg = compose_config(f"optimizer={optimizer}")
+    return EngineSpec(
+        members=members, sizes=SIZES, init="xavier", precision=precision_of("float64"),
+        optimizer=make_optimizer(cfg.optimizer, steps_per_epoch, epochs=2), grad="manual",
+        batch_size=batch_size,
+    )
+
+
+def data(n=40, seed=4):
+    x = jnp.asarray(np.random.default_rng(seed).normal(size=(n, 2)))
+    return x, (x[:, :1] * x[:, 1:] > 0).astype(jnp.float64)
+
+
+def two_epochs(engine, x, y):
+    state = engine.init()
+    for _ in range(2):
+        state, losses, finite = engine.epoch(state, x, y)
+    return state, losses, finite
+
+
+def max_difference(tree_a, tree_b) -> float:
+    return max(float(jnp.max(jnp.abs(a - b)))
+               for a, b in zip(jax.tree.leaves(tree_a), jax.tree.leaves(tree_b), strict=True))
+
+
+@pytest.mark.slow
+def test_every_engine_trains_each_member_as_its_single_run():
+    members = member_grid(0, 2, [0.01, 0.2])
+    x, y = data()
+    results = {}
+    for name in SWEEP_ENGINES:
+        engine = make_engine(name, spec_for(members))
+        state, losses, finite = two_epochs(engine, x, y)
+        assert losses.shape == (4, 4) and finite.tolist() == [True] * 4
+        assert engine.epoch._cache_size() == 1  # the second epoch did not recompile
+        results[name] = (engine.member_params(state.params), losses)
+    assert max_difference(results["packed"], results["vmap"]) < 1e-13
+    for member in members:
+        single = make_engine("single", spec_for([member]))
+        state, losses, _ = two_epochs(single, x, y)
+        params = jax.tree.map(lambda leaf: leaf[0], single.member_params(state.params))
+        index = member.index
+        member_params = jax.tree.map(lambda leaf, i=index: leaf[i], results["packed"][0])
+        assert max_difference(params, member_params) < 1e-13
+        np.testing.assert_allclose(losses[0], results["packed"][1][member.index], rtol=1e-12)
+    # same seed, different lr: the same start and data order, a different end
+    packed_params = results["packed"][0]
+    assert max_difference(jax.tree.map(lambda a: a[0], packed_params),
+                          jax.tree.map(lambda a: a[2], packed_params)) > 1e-3
+
+
+@pytest.mark.parametrize("name", SWEEP_ENGINES)
+def test_a_non_finite_member_is_flagged_and_keep_freezes_it(name):
+    members = member_grid(0, 1, [0.1, float("inf"), 0.3])  # member 1: θ − ∞·g
+    engine = make_engine(name, spec_for(members, optimizer="sgd"))
+    x, y = data()
+    start = engine.init()
+    new, _, finite = engine.epoch(start, x, y)
+    assert finite.tolist() == [True, False, True]
+    kept = engine.keep(jnp.asarray(finite), new, start)
+    params = {key: engine.member_params(state.params)
+              for key, state in (("start", start), ("new", new), ("kept", kept))}
+    for m, source in ((0, "new"), (1, "start"), (2, "new")):
+        for got, want in zip(jax.tree.leaves(params["kept"]), jax.tree.leaves(params[source])):
+            assert np.array_equal(got[m], want[m]), (m, source)
+    keys = jax.random.key_data(kept.key)
+    assert np.array_equal(keys[1], jax.random.key_data(start.key)[1])  # its data order too
+    assert np.array_equal(keys[0], jax.random.key_data(new.key)[0])
+
+
+def test_unknown_engine_and_a_crowded_single_engine_are_refused():
+    with pytest.raises(ValueError, match="engine 'blocked' must be one of single, packed, vmap"):
+        make_engine("blocked", spec_for(member_grid(0, 1, [0.1])))
+    with pytest.raises(ValueError, match="the single engine trains one member, not 2"):
+        make_engine("single", spec_for(member_grid(0, 2, [0.1])))

@@ -1,0 +1,348 @@
+"""Tests for deltaprop.run.loop: checkpoints, exact resume and the NaN guard, for single runs and
+sweeps alike.
+
+Exact resume is checked bit for bit: the final parameters and metrics of a resumed run equal an
+uninterrupted run's, in-process (checkpoints lost or half-written) and from the command line
+(a run SIGKILLed mid-training). A diverging sweep member is frozen at its last finite state and
+the others train on exactly as they would beside a finite member.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+from conftest import EXPERIMENTS, assert_same_params, cli_env
+
+from deltaprop.io import checkpoints
+from deltaprop.io.checkpoints import CheckpointError
+from deltaprop.io.files import load_params
+from deltaprop.nan_guard import TrainingDiverged
+from deltaprop.population import initial_params
+from deltaprop.run.train import train
+
+SWEEP = ["trainer.num_seeds=2", "sweep.lr=[0.5,2.0]"]
+MEMBERS = range(4)
+
+
+def member_file(run_dir: Path, index: int, name: str) -> Path:
+    return run_dir / "members" / f"member_{index}" / name
+
+
+# ---------------------------------------------------------------- saving and retention
+
+
+def test_retention_keeps_the_newest(make_cfg, tmp_path):
+    train(make_cfg("trainer.epochs=5", "trainer.checkpoint_every=1", "trainer.keep_checkpoints=2"))
+    root = tmp_path / "run" / "checkpoints"
+    assert checkpoints.complete_steps(root) == [4, 5]
+    assert sorted(child.name for child in root.iterdir() if child.is_dir()) == ["4", "5"]
+
+
+def test_final_epoch_is_saved_off_the_interval(make_cfg, tmp_path):
+    train(make_cfg("trainer.epochs=5", "trainer.checkpoint_every=2"))
+    assert checkpoints.complete_steps(tmp_path / "run" / "checkpoints") == [2, 4, 5]
+
+
+def test_no_checkpoints_when_off(make_cfg, tmp_path):
+    train(make_cfg("trainer.epochs=2"))
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_resume_auto_without_checkpoint_starts_fresh(make_cfg, tmp_path, capsys):
+    train(make_cfg("trainer.epochs=2", "trainer.checkpoint_every=1", "trainer.resume=auto"))
+    assert "no complete checkpoint" in capsys.readouterr().out
+    assert checkpoints.complete_steps(tmp_path / "run" / "checkpoints") == [1, 2]
+
+
+def test_fresh_run_refuses_to_mix_with_existing_checkpoints(make_cfg):
+    train(make_cfg("trainer.epochs=2", "trainer.checkpoint_every=1"))
+    with pytest.raises(CheckpointError, match="already holds checkpoints .* trainer.resume=auto"):
+        train(make_cfg("trainer.epochs=4", "trainer.checkpoint_every=1"))
+
+
+def test_checkpoint_past_the_last_epoch_is_refused(make_cfg, tmp_path):
+    train(make_cfg("trainer.epochs=3", "trainer.checkpoint_every=3"))
+    with pytest.raises(CheckpointError, match="at epoch 3, past trainer.epochs=2"):
+        train(make_cfg("trainer.epochs=2", f"trainer.resume={tmp_path / 'run'}",
+                       run_dir=tmp_path / "other"))
+
+
+# ---------------------------------------------------------------- exact resume, in-process
+
+
+def lose_checkpoints_after(run_dir: Path, step: int, saved: list[str]) -> Path:
+    """Move `saved` outputs to run_dir/../reference; delete the checkpoints after `step` and
+    leave what a kill during a save leaves: a tmp directory and a step without its marker."""
+    reference = run_dir.parent / "reference"
+    reference.mkdir()
+    for name in saved:
+        shutil.move(run_dir / name, reference / name)
+    root = run_dir / "checkpoints"
+    for later in checkpoints.complete_steps(root):
+        if later > step:
+            shutil.rmtree(root / str(later))
+    shutil.copytree(root / str(step), root / f"{step + 1}.orbax-checkpoint-tmp-1700000000")
+    shutil.copytree(root / str(step), root / str(step + 2))
+    (root / str(step + 2) / checkpoints.COMMIT_MARKER).unlink()
+    assert checkpoints.complete_steps(root)[-1] == step
+    return reference
+
+
+@pytest.mark.slow
+def test_resume_auto_skips_half_written_checkpoints_and_is_exact(make_cfg, tmp_path):
+    overrides = ["trainer.epochs=6", "trainer.checkpoint_every=1", "trainer.keep_checkpoints=10",
+                 "optimizer=adam", "optimizer.lr=0.05", "optimizer.schedule=cosine"]
+    run_dir = tmp_path / "run"
+    train(make_cfg(*overrides))
+    reference = lose_checkpoints_after(run_dir, 3, ["params.safetensors", "metrics.jsonl"])
+
+    train(make_cfg(*overrides, "trainer.resume=auto"))
+
+    assert_same_params(run_dir / "params.safetensors", reference / "params.safetensors")
+    assert (run_dir / "metrics.jsonl").read_text() == (reference / "metrics.jsonl").read_text()
+    root = run_dir / "checkpoints"
+    assert checkpoints.complete_steps(root) == [1, 2, 3, 4, 5, 6]
+    assert not any("tmp" in child.name for child in root.iterdir())
+
+
+@pytest.mark.slow
+def test_sweep_resume_is_exact_and_continues_every_member_run(make_cfg, tmp_path, recorded_runs):
+    overrides = [*SWEEP, "trainer.epochs=6", "trainer.checkpoint_every=1",
+                 "trainer.keep_checkpoints=10", "optimizer=adam", "optimizer.lr=0.05"]
+    run_dir = tmp_path / "run"
+    train(make_cfg(*overrides))
+    first_runs = list(recorded_runs)
+    reference = lose_checkpoints_after(run_dir, 2, ["members", "members.csv"])
+    recorded_runs.clear()
+
+    train(make_cfg(*overrides, "trainer.resume=auto"))
+
+    for index in MEMBERS:
+        assert_same_params(member_file(run_dir, index, "params.safetensors"),
+                           member_file(reference, index, "params.safetensors"))
+        assert (member_file(run_dir, index, "metrics.jsonl").read_text()
+                == member_file(reference, index, "metrics.jsonl").read_text())
+    assert (run_dir / "members.csv").read_text() == (reference / "members.csv").read_text()
+    # Every member's W&B run, and the summary run, continue under their ids, in their group.
+    assert [run.resume_id for run in recorded_runs] == [run.run_id for run in first_runs]
+    assert {run.group for run in recorded_runs} == {first_runs[0].group}
+    # The resumed member runs get the epochs after the checkpoint only.
+    assert [step for step, _ in recorded_runs[0].steps] == [4, 6]
+
+
+@pytest.mark.slow
+def test_resume_from_a_step_directory_of_another_run(make_cfg, tmp_path, capsys):
+    train(make_cfg("trainer.epochs=4", run_dir=tmp_path / "full"))
+    train(make_cfg("trainer.epochs=4", "trainer.checkpoint_every=2", run_dir=tmp_path / "first"))
+    step = tmp_path / "first" / "checkpoints" / "2"
+    train(make_cfg("trainer.epochs=4", f"trainer.resume={step}", run_dir=tmp_path / "second"))
+    assert f"resuming from {step} (epoch 2 of 4)" in capsys.readouterr().out
+    assert_same_params(tmp_path / "second" / "params.safetensors",
+                       tmp_path / "full" / "params.safetensors")
+
+
+@pytest.mark.slow
+def test_resumed_run_continues_the_same_wandb_run(make_cfg, tmp_path):
+    common = ["logger=wandb", "logger.mode=offline", "trainer.checkpoint_every=1"]
+    train(make_cfg(*common, "trainer.epochs=2"))
+    train(make_cfg(*common, "trainer.epochs=3", "trainer.resume=auto"))
+    runs = sorted((tmp_path / "run" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 2
+    assert len({path.name.rsplit("-", 1)[-1] for path in runs}) == 1, runs
+
+
+# ---------------------------------------------------------------- SIGKILL, then resume (CLI)
+
+
+def cli(run_dir: Path, *overrides: str) -> list[str]:
+    return [sys.executable, str(EXPERIMENTS / "train.py"), f"run_dir={run_dir}", *overrides]
+
+
+def kill_each_after_two_checkpoints(victims: dict[str, tuple[subprocess.Popen, Path]]) -> None:
+    """SIGKILL each process once its run directory holds two complete checkpoints."""
+    deadline = time.monotonic() + 300
+    running = dict(victims)
+    while running and time.monotonic() < deadline:
+        for kind, (process, run_dir) in list(running.items()):
+            if process.poll() is not None or len(
+                    checkpoints.complete_steps(run_dir / "checkpoints")) >= 2:
+                os.kill(process.pid, signal.SIGKILL)
+                process.wait()
+                del running[kind]
+        time.sleep(0.02)
+
+
+@pytest.mark.slow
+def test_sigkill_mid_training_then_resume_is_bit_identical(tmp_path):
+    """A single run and a sweep, each killed part-way and resumed, against uninterrupted twins
+    (all at once)."""
+    epochs = 24
+    config = ["logger=none", "logger.plots=false", "trainer.progress=false",
+              "dataset.n_samples=200", f"trainer.epochs={epochs}", "trainer.eval_every=5",
+              "trainer.checkpoint_every=2", "optimizer=adam", "optimizer.lr=0.02",
+              "model.hidden=[8,8]"]
+    kinds = {"single": (config, ["params.safetensors", "metrics.jsonl"]),
+             "sweep": ([*config, *SWEEP], [f"members/member_{i}/{name}" for i in MEMBERS
+                                           for name in ("params.safetensors", "metrics.jsonl")])}
+
+    def start(run_dir: Path, overrides: list[str], output=subprocess.DEVNULL):
+        return subprocess.Popen(cli(run_dir, *overrides), env=cli_env(), stdout=output,
+                                stderr=output, text=True)
+
+    references = {kind: start(tmp_path / f"{kind}-uninterrupted", overrides)
+                  for kind, (overrides, _) in kinds.items()}
+    victims = {kind: (start(tmp_path / f"{kind}-killed", overrides, subprocess.PIPE),
+                      tmp_path / f"{kind}-killed") for kind, (overrides, _) in kinds.items()}
+    kill_each_after_two_checkpoints(victims)
+    resumed = {}
+    for kind, (overrides, files) in kinds.items():
+        process, killed = victims[kind]
+        assert process.returncode == -signal.SIGKILL, process.stderr.read()
+        steps = checkpoints.complete_steps(killed / "checkpoints")
+        assert steps and steps[-1] < epochs
+        assert not (killed / files[0]).exists()
+        print(f"{kind}: killed after {steps[-1]} of {epochs} epochs; checkpoints: {steps}")
+        resumed[kind] = start(killed, [*overrides, "trainer.resume=auto"], subprocess.PIPE)
+    for kind, (_, files) in kinds.items():
+        stdout, stderr = resumed[kind].communicate(timeout=300)
+        assert resumed[kind].returncode == 0, stderr
+        assert "resuming from" in stdout
+        assert references[kind].wait(timeout=300) == 0
+        killed, uninterrupted = tmp_path / f"{kind}-killed", tmp_path / f"{kind}-uninterrupted"
+        for name in files:
+            if name.endswith(".safetensors"):
+                assert_same_params(killed / name, uninterrupted / name)
+            else:
+                assert (killed / name).read_text() == (uninterrupted / name).read_text()
+
+
+# ---------------------------------------------------------------- the NaN guard, single runs
+
+# lr·weight_decay = 1000: θ ← θ − η(g + λθ) multiplies θ by about −999 per step, so the weights
+# overflow float32 within a few epochs.
+EXPLODING = ["dataset.n_samples=200", "trainer.epochs=10", "optimizer.weight_decay=1e3"]
+
+
+@pytest.mark.slow
+def test_divergence_stops_training_keeps_good_checkpoints_and_fails_the_run(
+    make_cfg, tmp_path, recorded_runs
+):
+    run_dir = tmp_path / "run"
+    cfg = make_cfg(*EXPLODING, "trainer.checkpoint_every=1", "trainer.keep_checkpoints=20",
+                   "trainer.eval_every=1")
+    with pytest.raises(TrainingDiverged) as error:
+        train(cfg)
+    message = str(error.value)
+    match = re.match(r"(loss|parameters) became non-finite at epoch (\d+); "
+                     r"first non-finite parameter: layer 2 W; last good checkpoint: ", message)
+    assert match, message
+    epoch = int(match.group(2))
+    assert 1 < epoch < 10
+
+    root = run_dir / "checkpoints"
+    assert checkpoints.complete_steps(root) == list(range(1, epoch))  # the bad state not saved
+    assert f"{root / str(epoch - 1)} (epoch {epoch - 1})" in message
+    (run,) = recorded_runs
+    assert run.exit_code == 1  # the W&B run is marked failed
+    assert [step for step, _ in run.steps] == list(range(1, epoch))  # the bad epoch not logged
+    assert not (run_dir / "params.safetensors").exists()
+
+    # The last good checkpoint resumes: a run of epoch - 1 epochs from it trains nothing more.
+    train(make_cfg(*EXPLODING, f"trainer.epochs={epoch - 1}", f"trainer.resume={root}",
+                   run_dir=tmp_path / "good"))
+    params = load_params(tmp_path / "good" / "params.safetensors")
+    assert all(np.isfinite(layer[leaf]).all() for layer in params for leaf in ("W", "b"))
+
+
+def test_divergence_without_checkpoints_says_so(make_cfg):
+    with pytest.raises(TrainingDiverged, match=r"at epoch \d+; .*no checkpoint to go back to "
+                                               r"\(trainer.checkpoint_every=0\)"):
+        train(make_cfg(*EXPLODING))
+
+
+def test_huge_learning_rate_overflows_the_loss(make_cfg):
+    """The weights stay finite, but the mean loss over the training split overflows float32."""
+    cfg = make_cfg(*EXPLODING, "optimizer.weight_decay=0", "optimizer.lr=1e37",
+                   "trainer.eval_every=1")
+    with pytest.raises(TrainingDiverged, match=r"loss became non-finite at epoch \d+; all "
+                                               r"parameters are still finite"):
+        train(cfg)
+
+
+@pytest.mark.slow
+def test_debug_nans_names_the_operation_and_is_scoped(make_cfg):
+    with pytest.raises(TrainingDiverged) as error:
+        train(make_cfg(*EXPLODING, "trainer.debug_nans=true"))
+    message = str(error.value)
+    assert re.match(r"NaN at epoch \d+ \(trainer.debug_nans\): invalid value \(nan\) "
+                    r"encountered in \w+ at \w+\.py:\d+: ", message), message
+    assert isinstance(error.value.__cause__, FloatingPointError)
+    assert not jax.config.jax_debug_nans  # restored after the run
+
+
+# ---------------------------------------------------------------- the NaN guard, sweeps
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", ["packed", "vmap"])
+def test_a_diverging_member_is_frozen_and_the_others_train_on(
+    make_cfg, tmp_path, recorded_runs, capsys, engine
+):
+    common = ["trainer.num_seeds=2", "trainer.epochs=4", f"sweep.engine={engine}"]
+    diverging = tmp_path / "diverging"
+    result = train(make_cfg(*common, "sweep.lr=[0.5,1e38]", run_dir=diverging))
+    runs = list(recorded_runs)
+    train(make_cfg(*common, "sweep.lr=[0.5,0.7]", run_dir=tmp_path / "finite"))
+    train(make_cfg(*common, "sweep.lr=[0.5]", run_dir=tmp_path / "without"))
+
+    # Members 0 and 1 (lr 0.5) train exactly as beside a finite member, or without any.
+    for index in (0, 1):
+        for other in ("finite", "without"):
+            assert_same_params(member_file(diverging, index, "params.safetensors"),
+                               member_file(tmp_path / other, index, "params.safetensors"))
+    # Members 2 and 3 diverged in epoch 1: frozen at their state before it, the initial one.
+    for index, seed in ((2, 0), (3, 1)):
+        frozen = load_params(member_file(diverging, index, "params.safetensors"))
+        start = initial_params(seed, [2, 4, 1], "xavier", np.float32)
+        assert all(np.array_equal(f[leaf], np.asarray(s[leaf]))
+                   for f, s in zip(frozen, start) for leaf in ("W", "b"))
+
+    finals = json.loads((diverging / "members.json").read_text())
+    assert [(row["diverged"], row["diverged_epoch"]) for row in finals] == [
+        (False, None), (False, None), (True, 1), (True, 1)
+    ]
+    summary = json.loads((diverging / "summary.json").read_text())
+    assert summary["sweep/diverged"] == 2 and summary["sweep/best_lr"] == 0.5
+    lr_05, lr_huge = summary["by_lr"]
+    assert (lr_huge["diverged"], lr_huge["diverged_epochs"]) == (2, [1, 1])
+    assert lr_huge["val/best_loss/mean"] is None  # strict JSON: no NaN token
+    # The objective is the best lr's mean over its finite members.
+    assert result["val/best_loss"] == pytest.approx(lr_05["val/best_loss/mean"], rel=1e-12)
+    assert result["val/best_loss"] == pytest.approx(
+        np.mean([finals[0]["val/best_loss"], finals[1]["val/best_loss"]]), rel=1e-12)
+
+    out = capsys.readouterr().out
+    assert "member 2 (seed0-lr1e+38) diverged: loss became non-finite at epoch 1" in out
+    assert re.search(r"lr=1e\+38 +n=2 +\(2 diverged at epoch 1, 1\)", out), out
+    members, summary_run = runs[:4], runs[4]
+    assert [run.exit_code for run in members] == [0, 0, 1, 1]  # diverged runs marked failed
+    assert members[2].summary["diverged_epoch"] == 1 and members[2].steps == []
+    assert summary_run.summary["sweep/diverged"] == 2
+
+
+def test_every_member_diverged_fails_like_a_single_run(make_cfg, tmp_path):
+    with pytest.raises(TrainingDiverged, match=r"every member diverged \(at epochs 1, 1\); "
+                                               r"member 0: loss became non-finite at epoch 1"):
+        train(make_cfg("trainer.num_seeds=2", "sweep.lr=[1e38]"))
+    assert not (tmp_path / "run" / "members.csv").exists()

@@ -1,0 +1,133 @@
+"""Tests for deltaprop.packed: the member-last layout's products, fed to the one δ recursion,
+equal the plain pass member by member; its shuffles equal jax.random.permutation."""
+
+from __future__ import annotations
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from deltaprop import packed
+from deltaprop.backprop import backprop_trace, manual_value_and_grad
+from deltaprop.losses import loss_fn
+
+
+def random_members(seed, sizes, n_members, batch, dtype=jnp.float64):
+    """Stacked params (M, ...) with nonzero biases, and one minibatch per member:
+    x (M, N, n_1), y (M, N, n_L). NumPy draws them: nothing to compile."""
+    rng = np.random.default_rng(seed)
+    stacked = [
+        {
+            "W": jnp.asarray(rng.normal(size=(n_members, n_in, n_out)) / n_in**0.5, dtype),
+            "b": jnp.asarray(rng.normal(size=(n_members, n_out)) * 0.3, dtype),
+        }
+        for n_in, n_out in itertools.pairwise(sizes)
+    ]
+    x = jnp.asarray(rng.normal(size=(n_members, batch, sizes[0])) * 3, dtype)
+    y = jnp.asarray(rng.random((n_members, batch, sizes[-1])) < 0.5, dtype)
+    return stacked, x, y
+
+
+def to_packed_batch(array):
+    """(M, N, n) → (N, n, M)."""
+    return jnp.moveaxis(array, 0, -1)
+
+
+def max_difference(tree_a, tree_b) -> float:
+    return max(
+        float(jnp.max(jnp.abs(a - b)))
+        for a, b in zip(jax.tree.leaves(tree_a), jax.tree.leaves(tree_b), strict=True)
+    )
+
+
+# ------------------------------------------------------------------------- the packed pass
+
+
+def test_pack_and_unpack_move_the_member_axis():
+    stacked, _, _ = random_members(0, [3, 5, 2], 4, 1)
+    member_last = packed.pack(stacked)
+    assert member_last[0]["W"].shape == (3, 5, 4) and member_last[0]["b"].shape == (5, 4)
+    np.testing.assert_array_equal(member_last[1]["W"][:, :, 2], stacked[1]["W"][2])
+    assert max_difference(packed.unpack(member_last), stacked) == 0
+
+
+@pytest.mark.parametrize(
+    "options", [{}, {"unroll_limit": 0}, {"sharded_batch": True}],
+    ids=["unrolled", "einsum", "batch-einsum"],
+)
+def test_packed_products_in_the_one_recursion_match_manual_grad_per_member(options):
+    stacked, x, y = random_members(1, [3, 6, 5, 2], n_members=4, batch=7)
+    expected_loss, expected_grads = jax.jit(jax.vmap(manual_value_and_grad))(stacked, x, y)
+
+    products = packed.packed_products(**options)
+    trace = jax.jit(lambda p, x, y: backprop_trace(p, x, y, products=products))
+    result = trace(packed.pack(stacked), to_packed_batch(x), to_packed_batch(y))
+
+    np.testing.assert_allclose(result.loss, expected_loss, rtol=1e-13, atol=0)
+    assert max_difference(packed.unpack(result.grads), expected_grads) < 1e-13
+    assert max_difference(expected_grads, jax.tree.map(jnp.zeros_like, expected_grads)) > 1e-3
+    # δ_l of every member, in the packed layout: (N, n_l, M)
+    expected_deltas = jax.jit(jax.vmap(lambda p, x, y: backprop_trace(p, x, y).deltas))(
+        stacked, x, y
+    )
+    for got, expected in zip(result.deltas, expected_deltas, strict=True):
+        np.testing.assert_allclose(jnp.moveaxis(got, -1, 0), expected, rtol=1e-12, atol=1e-15)
+
+
+def test_packed_autodiff_matches_jax_grad_of_loss_fn_per_member():
+    stacked, x, y = random_members(2, [2, 4, 4, 1], n_members=3, batch=5)
+    expected_loss, expected_grads = jax.jit(jax.vmap(jax.value_and_grad(loss_fn)))(stacked, x, y)
+
+    value_and_grad = jax.jit(packed.packed_value_and_grad_fn("autodiff", packed.packed_products()))
+    loss, grads = value_and_grad(packed.pack(stacked), to_packed_batch(x), to_packed_batch(y))
+
+    np.testing.assert_allclose(loss, expected_loss, rtol=1e-13, atol=0)
+    assert max_difference(packed.unpack(grads), expected_grads) < 1e-13
+
+
+def test_packed_bf16_products_match_the_bf16_manual_pass():
+    stacked, x, y = random_members(3, [3, 8, 1], n_members=2, batch=6, dtype=jnp.float32)
+    expected = jax.jit(jax.vmap(lambda p, x, y: manual_value_and_grad(p, x, y, jnp.bfloat16)))(
+        stacked, x, y
+    )
+    full_precision = jax.jit(jax.vmap(manual_value_and_grad))(stacked, x, y)
+    value_and_grad = packed.packed_value_and_grad_fn(
+        "manual", packed.packed_products(jnp.bfloat16)
+    )
+    got = jax.jit(value_and_grad)(packed.pack(stacked), to_packed_batch(x), to_packed_batch(y))
+    # bf16 operands are exact in float32 products; only the order of the sums differs.
+    assert max_difference(packed.unpack(got[1]), expected[1]) < 1e-6
+    assert max_difference(full_precision[1], expected[1]) > 1e-5  # bf16 did change something
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 700, 1700, 5000])
+def test_member_permutations_equal_jax_random_permutation(n):
+    # 1700 and 5000 take two shuffle rounds; 5000 needs 13 index bits (the key-value sort path)
+    keys = jax.random.split(jax.random.key(n), 5)
+    expected = jax.vmap(lambda key: jax.random.permutation(key, n))(keys)
+    got = jax.jit(packed.member_permutations, static_argnums=1)(keys, n)
+    np.testing.assert_array_equal(got, expected)
+
+
+def equal_high_bits(rng, n_rows: int, n: int, run: int) -> np.ndarray:
+    """Random uint32 rows where, in each row, `run` keys share their high 22 bits and have
+    descending low bits (so index order is wrong for them), plus one exact tie."""
+    bits = rng.integers(0, 2**32, (n_rows, n), dtype=np.uint64).astype(np.uint32)
+    for row in bits:
+        positions = rng.choice(n, run + 2, replace=False)
+        high = row[positions[0]] & ~np.uint32(1023)
+        row[positions[:run]] = high | np.arange(1000, 1000 - 7 * run, -7, dtype=np.uint32)
+        row[positions[-1]] = row[positions[-2]]  # an exact tie: index order must stay
+    return bits
+
+
+@pytest.mark.parametrize("run", [2, 3, 5], ids=["pairs-fixed-in-place", "triples-fallback", "runs-of-5-fallback"])
+def test_stable_argsort_rows_orders_equal_high_bits_and_ties_like_a_stable_sort(run):
+    bits = equal_high_bits(np.random.default_rng(run), n_rows=8, n=600, run=run)
+    got = jax.jit(packed._stable_argsort_rows)(jnp.asarray(bits))
+    np.testing.assert_array_equal(got, np.argsort(bits, axis=1, kind="stable"))
+
+

@@ -1,0 +1,180 @@
+"""Tests for deltaprop.run.setup: a config becomes a run's data, network, members and directory,
+and bad input is refused before anything is written.
+
+In-process, the error is raised before the run directory exists; through the command line
+(`python experiments/train.py dataset=csv dataset.path=...`) the user sees one `error:` line,
+exit code 2, and no W&B run, checkpoint or output was created before the check.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import EXPERIMENTS, SMALL, cli_env, compose_config
+
+from deltaprop.io.config import ConfigError
+from deltaprop.io.data import DataError
+from deltaprop.population import Member, initial_params
+from deltaprop.run.setup import (
+    RunSetup,
+    data_seed,
+    gradcheck_from_config,
+    members_of,
+    worked_example_inputs,
+)
+from deltaprop.run.train import train
+
+HYDRA_ONLY = {".hydra", "train.log"}  # what Hydra itself writes into a job's directory
+
+
+def test_a_single_run_is_one_member_and_a_sweep_their_grid(make_cfg, tmp_path):
+    single = RunSetup.from_config(make_cfg("seed=4", "optimizer.lr=0.3"))
+    assert single.members == [Member(0, 4, 0.3)]
+    assert (single.engine, single.sweep, single.sizes) == ("single", False, [2, 4, 1])
+    assert single.run_dir == tmp_path / "run" and single.run_dir.is_dir()
+    sweep = make_cfg("seed=4", "trainer.num_seeds=2", "sweep.lr=[0.1,1.0]", "sweep.engine=vmap")
+    assert [(m.seed, m.lr) for m in members_of(sweep)] == [(4, 0.1), (5, 0.1), (4, 1.0), (5, 1.0)]
+    setup = RunSetup.from_config(sweep)
+    assert (setup.engine, setup.sweep) == ("vmap", True)
+    assert setup.metadata["seeds"] == [4, 5, 4, 5] and setup.metadata["engine"] == "vmap"
+    one_lr = RunSetup.from_config(make_cfg("sweep.lr=[0.5]"))  # a sweep axis: a sweep's outputs
+    assert (one_lr.engine, one_lr.sweep, one_lr.members) == ("packed", True, [Member(0, 0, 0.5)])
+
+
+def test_the_data_seed_is_the_run_seed_unless_dataset_seed_is_set(make_cfg):
+    assert data_seed(make_cfg("seed=3")) == 3
+    assert data_seed(make_cfg("seed=3", "dataset.seed=7")) == 7
+    same = RunSetup.from_config(make_cfg("seed=3", "dataset.seed=7")).splits
+    other = RunSetup.from_config(make_cfg("seed=7")).splits
+    np.testing.assert_array_equal(same.x_train, other.x_train)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "error", "message"),
+    [
+        (["optimizer.lr=-1"], ConfigError, "optimizer.lr=-1.0"),
+        (["dataset=csv", "dataset.path=/nonexistent/data.csv"], DataError, "file not found"),
+        (["trainer.num_seeds=2", "sweep.lr=[0.1,-1.0]"], ConfigError, "sweep.lr"),
+    ],
+)
+def test_bad_input_fails_before_the_run_dir_exists(make_cfg, tmp_path, overrides, error,
+                                                   message):
+    with pytest.raises(error, match=message):
+        train(make_cfg(*overrides))
+    assert not (tmp_path / "run").exists()
+
+
+def test_gradient_check_and_worked_example_start_where_training_starts(make_cfg):
+    cfg = make_cfg("seed=2", "model.hidden=[3,3]")
+    report = gradcheck_from_config(cfg)
+    assert report.passed and [row.layer for row in report.rows] == [2, 2, 3, 3, 4, 4]
+    params, x, y = worked_example_inputs(cfg, batch=4)
+    start = initial_params(2, [2, 3, 3, 1], "xavier", np.float64)
+    assert all(np.array_equal(p[leaf], np.asarray(s[leaf]))
+               for p, s in zip(params, start) for leaf in ("W", "b"))
+    np.testing.assert_array_equal(x, RunSetup.from_config(cfg).splits.x_train[:4])
+    assert y.shape == (4, 1)
+    with pytest.raises(ValueError, match="worked_example.batch=500 must be between 1 and the"):
+        worked_example_inputs(cfg, batch=500)
+
+
+# ---------------------------------------------------------------- bad input, from the command line
+
+
+def csv_file(directory: Path, text: str, name: str = "data.csv") -> Path:
+    path = directory / name
+    path.write_text(text)
+    return path
+
+
+def rows(n: int, features: int = 2) -> str:
+    """n rows of `features` numeric columns and a balanced 0/1 label."""
+    return "".join(
+        ",".join(str(0.5 * i + j) for j in range(features)) + f",{i % 2}\n" for i in range(n)
+    )
+
+
+CASES = {  # case: (CSV text or None, overrides, the error line's text)
+    "a config value out of range": (None, ["optimizer.lr=-1"], "error: optimizer.lr=-1.0 is invalid"),
+    "a missing CSV file": (
+        None, ["dataset=csv", "dataset.path={tmp}/missing.csv"],
+        "error: dataset.path='{tmp}/missing.csv': file not found",
+    ),
+    "non-finite feature": (
+        "height,weight,label\n1.0,nan,0\n2.0,inf,1\n" + rows(20),
+        [],
+        "error: features contain non-finite values: column 'weight' has 2 NaN/inf values",
+    ),
+    "labels outside 0/1": (
+        "a,b,label\n1,2,2\n3,4,-1\n5,6,0.5\n" + rows(20),
+        [],
+        "error: labels must be 0 or 1; found -1, 0.5, 2 in column 'label'",
+    ),
+    "empty dataset": ("a,b,label\n", [], "is empty: 0 rows, 2 feature columns"),
+    "empty split": (
+        "a,b,label\n" + rows(3),
+        [],
+        "error: validation split is empty: 3 samples with val_fraction=0.15",
+    ),
+    "no label column": (
+        "a,b,target\n" + rows(10), [], "error: dataset.label='label' is not a column of"
+    ),
+    "wrong label name given": (
+        "a,b,label\n" + rows(10), ["dataset.label=outcome"], "columns are: a, b, label"
+    ),
+    "feature count differs from the resumed model": (
+        "a,b,label\n" + rows(40),
+        ["model.hidden=[3]", "trainer.resume={tmp}/three"],
+        "its model expects 3 input features (sizes[0]), but the data have 2",
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def bad_input_runs(tmp_path_factory):
+    """Every case's command at once (each is mostly import time): {case: (process, run dir)}.
+    The last case resumes a checkpoint of a model trained here on three features."""
+    tmp = tmp_path_factory.mktemp("bad_csv")
+    three = csv_file(tmp, "a,b,c,label\n" + rows(40, 3), "three.csv")
+    train(compose_config(*SMALL, "dataset=csv", f"dataset.path={three}", "model.hidden=[3]",
+                         "trainer.epochs=1", "trainer.checkpoint_every=1", f"run_dir={tmp / 'three'}"))
+    processes = {}
+    for number, (case, (text, overrides, _)) in enumerate(CASES.items()):
+        data = [] if text is None else ["dataset=csv",
+                                        f"dataset.path={csv_file(tmp, text, f'{number}.csv')}"]
+        run_dir = tmp / f"run{number}"
+        command = [sys.executable, str(EXPERIMENTS / "train.py"), f"hydra.run.dir={run_dir}",
+                   "trainer.progress=false", *data, "logger=wandb", "trainer.checkpoint_every=1",
+                   *(override.format(tmp=tmp) for override in overrides)]
+        processes[case] = (subprocess.Popen(command, env=cli_env(), stdout=subprocess.PIPE,
+                                            stderr=subprocess.PIPE, text=True), run_dir, tmp)
+    yield processes
+    for process, _, _ in processes.values():
+        if process.poll() is None:
+            process.kill()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input_is_reported_before_anything_starts(bad_input_runs, case):
+    process, run_dir, tmp = bad_input_runs[case]
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 2, stderr
+    error_lines = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(error_lines) == 1, stderr
+    assert CASES[case][2].format(tmp=tmp) in error_lines[0], stderr
+    assert "Traceback" not in stderr
+    # Nothing was started or written: no W&B run, no checkpoint, no output file.
+    assert {path.name for path in run_dir.iterdir()} <= HYDRA_ONLY
+
+
+def test_single_class_training_split_warns_and_trains(make_cfg, tmp_path):
+    path = csv_file(tmp_path, "a,b,label\n" + "".join(f"{i},{2 * i},1\n" for i in range(30)))
+    with pytest.warns(UserWarning, match=r"training split has a single class \(all 20 labels in "
+                                         r"column 'label' are 1\)"):
+        train(make_cfg("dataset=csv", f"dataset.path={path}", "trainer.epochs=2"))
+    assert (tmp_path / "run" / "params.safetensors").exists()

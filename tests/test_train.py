@@ -1,0 +1,265 @@
+"""train(cfg) end to end, in-process and through experiments/train.py as users run it: single
+runs and sweeps, their outputs and W&B runs, and every member equal to its single run.
+
+Subprocess tests run the real command line; W&B stays offline (conftest.py sets WANDB_MODE) except
+in the no-network test, which removes WANDB_MODE and points W&B at an unroutable address.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import EXPERIMENTS, cli_env, max_param_difference
+
+from deltaprop.io.files import load_params
+from deltaprop.run.train import train
+
+TRAIN_SCRIPT = EXPERIMENTS / "train.py"
+RUN_FILES = (
+    "metrics.jsonl",
+    "summary.json",
+    "loss_curves.png",
+    "layer_norms.png",
+    "decision_boundary.png",
+    "params.safetensors",
+)
+
+
+# ---------------------------------------------------------------- train(cfg) in-process
+
+
+@pytest.mark.slow
+def test_moons_with_adam_end_to_end(make_cfg, tmp_path):
+    """The user's first run: moons, adam, 150 epochs; the run dir holds every promised file."""
+    final = train(make_cfg("logger=none", "trainer.progress=false", "optimizer=adam",
+                           "optimizer.lr=0.02", "trainer.epochs=150", "trainer.eval_every=50",
+                           run_dir=tmp_path, small=False))
+
+    assert final["val/acc"] >= 0.95
+    assert final["val/auc"] >= 0.98
+    assert final["test/acc"] >= 0.9
+    for name in RUN_FILES:
+        assert (tmp_path / name).stat().st_size > 0, name
+    for name in ("loss_curves.png", "layer_norms.png", "decision_boundary.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not (tmp_path / "wandb").exists()  # logger=none
+
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary == pytest.approx(final)
+    namespaced = {
+        "train/loss", "train/acc", "val/loss", "val/acc", "val/auc", "val/best_loss",
+        "test/loss", "test/acc", "test/auc",
+        "grads/layer_2/delta_norm", "grads/layer_2/grad_W_norm", "grads/layer_2/grad_b_norm",
+        "grads/layer_2/saturated", "grads/layer_3/saturated", "grads/layer_4/delta_norm",
+    }
+    assert namespaced <= set(summary)
+    assert "grads/layer_4/saturated" not in summary  # the output layer has no σ' to saturate
+    assert all(key == "epoch" or "/" in key for key in summary)
+
+    history = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [row["epoch"] for row in history] == [50, 100, 150]
+    assert all(namespaced - {"test/loss", "test/acc", "test/auc"} <= set(row) for row in history)
+    assert history[-1]["val/acc"] == summary["val/acc"]
+
+    params = load_params(tmp_path / "params.safetensors")
+    assert [layer["W"].shape for layer in params] == [(2, 16), (16, 16), (16, 1)]
+
+
+@pytest.mark.slow
+def test_manual_and_autodiff_runs_end_in_the_same_params(make_cfg, tmp_path):
+    """trainer.grad=manual vs autodiff, float64, 5 epochs: params.safetensors agree to 1e-10."""
+    params = {}
+    for grad in ("manual", "autodiff"):
+        run_dir = tmp_path / grad
+        train(make_cfg(f"trainer.grad={grad}", "trainer.precision=float64", "trainer.epochs=5",
+                       "trainer.eval_every=5", "model.hidden=[8,8]", "dataset.n_samples=200",
+                       run_dir=run_dir))
+        params[grad] = load_params(run_dir / "params.safetensors")
+    largest_bias = 0.0
+    for manual, autodiff in zip(params["manual"], params["autodiff"], strict=True):
+        for leaf in ("W", "b"):
+            assert manual[leaf].dtype == np.float64
+            np.testing.assert_allclose(manual[leaf], autodiff[leaf], rtol=0, atol=1e-10)
+        largest_bias = max(largest_bias, float(np.abs(manual["b"]).max()))
+    assert largest_bias > 1e-3  # biases start at 0: training moved them
+
+
+# ---------------------------------------------------------------- the command line
+
+
+@pytest.mark.slow
+def test_multirun_gives_each_job_its_own_offline_wandb_run_in_one_group(run_cli, tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    result = run_cli(
+        "train.py",
+        "-m",
+        "seed=0,1",
+        "trainer.epochs=2",
+        "trainer.progress=false",
+        "dataset.n_samples=200",
+        "model.hidden=[4]",
+        "logger.log_gradcheck=false",
+        f"hydra.sweep.dir={sweep_dir}",
+        cwd=tmp_path,
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stderr
+    runs = sorted(sweep_dir.glob("*/wandb/offline-run-*"))
+    assert len(runs) == 2, runs
+    assert {run.parent.parent.name for run in runs} == {"0", "1"}  # one per job directory
+    run_ids = {run.name.rsplit("-", 1)[1] for run in runs}
+    assert len(run_ids) == 2
+    group = f"{sweep_dir.parent.name}/{sweep_dir.name}".encode()
+    for run in runs:
+        job = run.parent.parent.name
+        record = (run / f"run-{run.name.rsplit('-', 1)[1]}.wandb").read_bytes()
+        assert group in record  # both runs in the sweep's group
+        assert f"default-{job}".encode() in record  # each named after its job
+        assert (run.parent.parent / "summary.json").exists()
+
+
+@pytest.mark.slow
+def test_default_run_needs_no_network(run_cli, tmp_path):
+    """The defaults (W&B offline) with WANDB_MODE unset and W&B pointed at a dead address."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("WANDB_")}
+    env["WANDB_BASE_URL"] = "http://127.0.0.1:9"
+    run_dir = tmp_path / "run"
+    result = run_cli(
+        "train.py", "trainer.epochs=5", f"hydra.run.dir={run_dir}", cwd=tmp_path, env=env,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    runs = list(run_dir.glob("wandb/offline-run-*"))
+    assert len(runs) == 1
+    assert f"run directory: {run_dir.resolve()}" in result.stdout
+    assert f"W&B run: {runs[0].resolve()}" in result.stdout
+    assert "test/acc" in result.stdout
+    for name in RUN_FILES:
+        assert (run_dir / name).exists(), name
+
+
+# ---------------------------------------------------------------- sweeps
+
+
+@pytest.mark.slow
+def test_sweep_writes_every_member_and_logs_each_as_its_own_run(make_cfg, tmp_path,
+                                                                recorded_runs):
+    cfg = make_cfg("seed=3", "trainer.num_seeds=2", "sweep.lr=[0.5,2.0]", "logger=wandb",
+                   "logger.group=g1", "logger.log_gradcheck=true", "logger.plots=true",
+                   run_dir=tmp_path)
+
+    metrics = train(cfg)
+
+    assert metrics["sweep/members"] == 4 and metrics["sweep/diverged"] == 0
+    rows = list(csv.DictReader((tmp_path / "members.csv").read_text().splitlines()))
+    assert [(int(r["seed"]), float(r["lr"]), r["diverged"]) for r in rows] == [
+        (3, 0.5, "False"), (4, 0.5, "False"), (3, 2.0, "False"), (4, 2.0, "False")
+    ]
+    members = json.loads((tmp_path / "members.json").read_text())
+    best = [m for m in members if m["lr"] == metrics["sweep/best_lr"]]
+    assert len(best) == 2
+    for key in ("val/best_loss", "val/acc", "test/acc", "test/auc", "train/epoch_loss"):
+        assert metrics[key] == pytest.approx(np.mean([m[key] for m in best]), rel=1e-12)
+    assert len({m["val/best_loss"] for m in members}) == 4  # four different runs
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert [row["lr"] for row in summary["by_lr"]] == [0.5, 2.0]
+    assert summary["val/best_loss"] == metrics["val/best_loss"]
+    assert (tmp_path / "sweep_curves.png").stat().st_size > 10_000
+    for index in range(4):
+        history = (tmp_path / "members" / f"member_{index}" / "metrics.jsonl").read_text()
+        assert [json.loads(line)["epoch"] for line in history.splitlines()] == [2, 3]
+
+    member_runs = [run for run in recorded_runs if run.job_type == "train"]
+    (summary_run,) = [run for run in recorded_runs if run.job_type == "sweep-summary"]
+    assert {run.group for run in recorded_runs} == {"g1"}
+    assert [(r.config["seed"], r.config["optimizer"]["lr"], r.config["member"]) for r in
+            member_runs] == [(3, 0.5, 0), (4, 0.5, 1), (3, 2.0, 2), (4, 2.0, 3)]
+    assert all(run.config["data_seed"] == 3 for run in member_runs)
+    assert [step for step, _ in member_runs[2].steps] == [2, 3]  # logged as they train
+    assert member_runs[2].summary["val/best_loss"] == members[2]["val/best_loss"]
+    assert member_runs[2].artifacts == ["params-member-2"]
+    assert all(run.exit_code == 0 for run in recorded_runs)
+    assert "plots/sweep_curves" in summary_run.images
+    assert len(summary_run.tables["members"][1]) == 4
+    assert "gradcheck" in summary_run.tables  # the network's gradient check, once per sweep
+    assert summary_run.summary["sweep/members"] == 4
+
+
+@pytest.mark.slow
+def test_wandb_offline_gives_one_run_per_member_and_a_summary_run_in_one_group(make_cfg,
+                                                                               tmp_path):
+    import wandb
+
+    train(make_cfg("trainer.num_seeds=2", "trainer.epochs=2", "logger=wandb",
+                   "logger.mode=offline", "logger.project=deltaprop-test",
+                   "experiment_name=sweeptest", run_dir=tmp_path))
+    wandb.teardown()  # flush the offline run files
+
+    runs = sorted((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == 3
+    records = [next(run.glob("run-*.wandb")).read_bytes() for run in runs]
+    assert all(b"sweep-sweeptest-" in record for record in records)  # the generated group
+    assert sum(b"sweep-summary" in record for record in records) == 1
+    assert sum(b"seed1-lr1" in record for record in records) == 1  # member 1's run name
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "engine, grad, optimizer, checked",
+    [
+        ("packed", "manual", "sgd", [0, 3]),
+        ("vmap", "manual", "sgd", [1, 2]),  # (seed 8, lr 0.05) and (seed 7, lr 0.4)
+        ("packed", "autodiff", "adam", [0, 3]),
+    ],
+)
+def test_each_member_equals_the_single_run_with_its_seed_and_lr(
+    make_cfg, tmp_path, engine, grad, optimizer, checked
+):
+    """Float64: members' params equal their single runs' to 1e-10. The members share the
+    split of the sweep's seed (7); dataset.seed=7 gives a single run that split."""
+    base = ["trainer.precision=float64", f"trainer.grad={grad}", f"optimizer={optimizer}",
+            "dataset.seed=7"]
+    train(make_cfg(*base, "seed=7", "trainer.num_seeds=2", "sweep.lr=[0.05,0.4]",
+                   f"sweep.engine={engine}", run_dir=tmp_path / "sweep"))
+    members = json.loads((tmp_path / "sweep" / "members.json").read_text())
+
+    for member in [members[index] for index in checked]:
+        single = tmp_path / f"single_{member['member']}"
+        train(make_cfg(*base, f"seed={member['seed']}", f"optimizer.lr={member['lr']}",
+                       run_dir=single))
+        member_dir = tmp_path / "sweep" / "members" / f"member_{member['member']}"
+        assert load_params(member_dir / "params.safetensors")[0]["W"].dtype == np.float64
+        assert max_param_difference(member_dir / "params.safetensors",
+                                    single / "params.safetensors") < 1e-10, member
+        expected = json.loads((single / "summary.json").read_text())
+        got = json.loads((member_dir / "summary.json").read_text())
+        for key in ("val/best_loss", "train/epoch_loss", "test/acc", "test/auc"):
+            assert got[key] == pytest.approx(expected[key], rel=1e-9, abs=1e-12)
+
+
+@pytest.mark.slow
+def test_cli_divergence_a_member_is_reported_every_member_exits_3(tmp_path):
+    """One lr diverging: exit 0 and a report; every member diverging: exit 3 (both at once)."""
+    common = ["logger=none", "logger.plots=false", "trainer.progress=false", "trainer.epochs=4",
+              "trainer.num_seeds=2"]
+    runs = {
+        name: subprocess.Popen(
+            [sys.executable, str(TRAIN_SCRIPT), *common, lrs, f"run_dir={tmp_path / name}"],
+            env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        for name, lrs in (("one", "sweep.lr=[0.1,1e38]"), ("every", "sweep.lr=[1e38]"))
+    }
+    (out, err), (_, every_err) = (runs[name].communicate(timeout=300) for name in runs)
+    assert runs["one"].returncode == 0, err
+    assert "(2 diverged at epoch 1, 1)" in out
+    summary = json.loads((tmp_path / "one" / "summary.json").read_text())  # strict JSON
+    assert summary["sweep/best_lr"] == 0.1 and np.isfinite(summary["val/best_loss"])
+    assert runs["every"].returncode == 3, every_err
+    assert "error: every member diverged (at epochs 1, 1)" in every_err
+    assert "Traceback" not in every_err
