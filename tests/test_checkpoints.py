@@ -41,6 +41,31 @@ def test_metadata_names_the_run(make_cfg, tmp_path):
 # ---------------------------------------------------------------- refusals
 
 
+def test_the_progress_record_round_trips_non_finite_floats_exactly(tmp_path):
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from deltaprop.training import TrainState
+
+    state = TrainState({"w": jnp.ones(2)}, {}, jax.random.key(0), jnp.asarray(1))
+    progress = {"members": [{"history": [{"epoch": 1, "a": float("inf"), "b": float("-inf"),
+                                          "c": float("nan"), "d": 0.5}],
+                             "best": float("inf"), "run_id": "float", "group": None}]}
+    manager = checkpoints.open_manager(tmp_path, keep=1)
+    checkpoints.save_checkpoint(manager, state, 1, progress, {"format": checkpoints.FORMAT})
+    manager.wait_until_finished()
+    manager.close()
+    text = "".join(path.read_text() for path in (tmp_path / "1" / "progress").rglob("*")
+                   if path.is_file())
+    assert "NaN" not in text and "Infinity" not in text  # strict JSON on disk
+    _, restored = checkpoints.restore_checkpoint(CheckpointRef(tmp_path, 1), state,
+                                                 {"format": checkpoints.FORMAT})
+    row = restored["members"][0]["history"][0]
+    assert (row["a"], row["b"], row["d"]) == (np.inf, -np.inf, 0.5) and np.isnan(row["c"])
+    assert restored["members"][0]["best"] == np.inf and restored["members"][0]["run_id"] == "float"
+
+
 SWEEP = ["trainer.num_seeds=2", "sweep.lr=[0.5,1.0]"]
 
 

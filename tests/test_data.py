@@ -1,4 +1,4 @@
-"""Tests for deltaprop.data: loaders, validation errors, splits and standardization."""
+"""Tests for deltaprop.io.data: loaders, validation errors, splits and standardization."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tests for deltaprop.serialization: exact safetensors round trip; pickles and junk refused."""
+"""Tests for deltaprop.io.files: exact safetensors round trip; pickles and junk refused."""
 
 from __future__ import annotations
 

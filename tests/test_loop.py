@@ -71,6 +71,14 @@ def test_fresh_run_refuses_to_mix_with_existing_checkpoints(make_cfg):
         train(make_cfg("trainer.epochs=4", "trainer.checkpoint_every=1"))
 
 
+def test_a_last_epoch_checkpoint_saved_before_its_evaluation_is_refused(make_cfg, tmp_path):
+    train(make_cfg("trainer.epochs=4", "trainer.eval_every=4", "trainer.checkpoint_every=3"))
+    with pytest.raises(CheckpointError, match="is at the last epoch \\(3\\) but was saved before "
+                                              "that epoch was evaluated"):
+        train(make_cfg("trainer.epochs=3", f"trainer.resume={tmp_path / 'run' / 'checkpoints' / '3'}",
+                       run_dir=tmp_path / "other"))
+
+
 def test_checkpoint_past_the_last_epoch_is_refused(make_cfg, tmp_path):
     train(make_cfg("trainer.epochs=3", "trainer.checkpoint_every=3"))
     with pytest.raises(CheckpointError, match="at epoch 3, past trainer.epochs=2"):
@@ -265,6 +273,14 @@ def test_divergence_stops_training_keeps_good_checkpoints_and_fails_the_run(
     assert all(np.isfinite(layer[leaf]).all() for layer in params for leaf in ("W", "b"))
 
 
+def test_non_finite_parameters_are_named_so_on_an_evaluation_epoch_too(make_cfg):
+    """Full batches: one step per epoch, its loss computed before the update that overflows."""
+    with pytest.raises(TrainingDiverged, match=r"^parameters became non-finite at epoch \d+; "
+                                               r"first non-finite parameter: layer 2 W"):
+        train(make_cfg(*EXPLODING, "trainer.batch_size=1000", "trainer.eval_every=1",
+                       "trainer.epochs=40"))
+
+
 def test_divergence_without_checkpoints_says_so(make_cfg):
     with pytest.raises(TrainingDiverged, match=r"at epoch \d+; .*no checkpoint to go back to "
                                                r"\(trainer.checkpoint_every=0\)"):
@@ -339,6 +355,31 @@ def test_a_diverging_member_is_frozen_and_the_others_train_on(
     assert [run.exit_code for run in members] == [0, 0, 1, 1]  # diverged runs marked failed
     assert members[2].summary["diverged_epoch"] == 1 and members[2].steps == []
     assert summary_run.summary["sweep/diverged"] == 2
+
+
+def test_a_w_and_b_failure_part_way_finishes_the_runs_already_open(make_cfg, monkeypatch):
+    from conftest import RecordingLogger
+
+    import deltaprop.run.loop
+
+    opened = []
+
+    def make_logger(*args, **kwargs):
+        if len(opened) == 2:
+            raise RuntimeError("W&B is down")
+        opened.append(RecordingLogger(*args, **kwargs))
+        return opened[-1]
+
+    monkeypatch.setattr(deltaprop.run.loop, "make_logger", make_logger)
+    with pytest.raises(RuntimeError, match="W&B is down"):
+        train(make_cfg("trainer.num_seeds=2", "sweep.lr=[0.5,1.0]"))
+    assert [run.exit_code for run in opened] == [1, 1]
+
+
+def test_a_sweep_without_a_finite_objective_says_so(make_cfg, capsys):
+    result = train(make_cfg("trainer.num_seeds=2", "objective=val/accuracy"))  # no such metric
+    assert np.isnan(result["val/accuracy"]) and "sweep/best_lr" not in result
+    assert "no learning rate has a finite mean val/accuracy" in capsys.readouterr().out
 
 
 def test_every_member_diverged_fails_like_a_single_run(make_cfg, tmp_path):

@@ -73,7 +73,7 @@ def test_a_member_final_row_says_who_and_whether_it_diverged(diverged):
     from deltaprop.nan_guard import Divergence
 
     divergence = None if diverged is None else Divergence(diverged, "loss became non-finite")
-    row = outputs.member_final(Member(3, 7, 0.5), [{"epoch": 2, "val/loss": 0.4}], divergence,
-                               {"test/acc": 0.8})
+    row = outputs.member_final(Member(3, 7, 0.5), {"epoch": 2, "val/loss": 0.4, "test/acc": 0.8},
+                               divergence)
     assert row == {"member": 3, "seed": 7, "lr": 0.5, "diverged": diverged is not None,
                    "diverged_epoch": diverged, "epoch": 2, "val/loss": 0.4, "test/acc": 0.8}

@@ -112,7 +112,8 @@ def aggregate(finals: Sequence[dict[str, Any]], objective: str) -> dict[str, Any
     """The result of a sweep: its best learning rate's mean over finite members of every metric.
 
     The best learning rate has the best mean `objective` over its finite (not diverged) members
-    (lowest loss, highest accuracy or AUC); sweep/best_lr names it. A diverging or merely bad
+    (lowest loss, highest accuracy or AUC); sweep/best_lr names it (when no lr has a finite mean,
+    `objective` is NaN and sweep/best_lr absent). A diverging or merely bad
     learning rate thus never moves the result (or a Hydra sweeper's objective); by-lr tables
     (`summarize_by_lr`) show every one. Also sweep/members and sweep/diverged (counts).
     """
@@ -128,6 +129,8 @@ def aggregate(finals: Sequence[dict[str, Any]], objective: str) -> dict[str, Any
         summary = {key: _mean_std([row[key] for row in best if key in row])[0]
                    for key in metric_keys(best)}
         summary["sweep/best_lr"] = best_lr
+    else:  # no lr has a finite mean objective: say so with a NaN, never a missing key
+        summary[objective] = math.nan
     summary["sweep/members"] = float(len(finals))
     summary["sweep/diverged"] = float(sum(row["diverged"] for row in finals))
     return summary

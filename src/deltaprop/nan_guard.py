@@ -3,9 +3,9 @@ where.
 
 After every epoch one reduction fused into the epoch's program tells, per member, whether its
 step losses and parameters are all finite (one host sync per epoch). A diverged member is frozen
-at its last finite state and marked with the epoch and the first layer affected; it is never
-evaluated or checkpointed in its diverged state. When every member diverged (always, for a
-single run) the run stops with TrainingDiverged, naming the last good checkpoint.
+at its last finite state and marked with the epoch and the first layer affected; its diverged
+state is never recorded or checkpointed. When every member diverged (always, for a single run)
+the run stops with TrainingDiverged, naming the last good checkpoint.
 trainer.debug_nans=true re-runs the failing epoch op by op to name the operation and source line.
 """
 

@@ -177,9 +177,8 @@ def make_packed_train_epoch(
 ):
     """training.make_train_epoch for packed state.
 
-    The state holds packed params, one optimizer state for all members (the injected
-    hyperparameters are (M,) and broadcast along the member axis), keys (M,) and a shared
-    epoch. Each member shuffles with its own key exactly as a single run does:
+    The state holds packed params, one optimizer state for all members (the injected learning
+    rate is (M,) and broadcasts along the member axis), keys (M,) and a shared epoch. Each member shuffles with its own key exactly as a single run does:
     key, shuffle_key = split(key); order = permutation(shuffle_key, n_train).
 
     Returns:

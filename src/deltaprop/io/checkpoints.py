@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import jax
 
-from deltaprop.io.files import looks_like_pickle, strict_json_value
+from deltaprop.io.files import looks_like_pickle
 from deltaprop.training import TrainState
 
 if TYPE_CHECKING:
@@ -207,7 +208,8 @@ def save_checkpoint(
 ) -> None:
     """Start an (asynchronous) save of step = `epoch`, the epochs completed.
 
-    `progress` is any JSON-able record of the run so far (non-finite floats are stored as null).
+    `progress` is any JSON-able record of the run so far; its non-finite floats are stored as the
+    strings "float:nan", "float:inf", "float:-inf" (strict JSON, and restored exactly).
     Call `manager.wait_until_finished()` before relying on it (the next save waits by itself).
     """
     import orbax.checkpoint as ocp
@@ -216,7 +218,7 @@ def save_checkpoint(
         epoch,
         args=ocp.args.Composite(
             state=ocp.args.StandardSave(_state_tree(state)),
-            progress=ocp.args.JsonSave(strict_json_value(progress)),
+            progress=ocp.args.JsonSave(_encode_floats(progress)),
             meta=ocp.args.JsonSave({**metadata, "key_impl": str(jax.random.key_impl(state.key))}),
         ),
     )
@@ -298,4 +300,30 @@ def restore_checkpoint(
     tree = restored.state
     key = jax.random.wrap_key_data(tree["key"], impl=metadata.get("key_impl", "threefry2x32"))
     state = TrainState(tree["params"], tree["opt_state"], key, tree["epoch"])
-    return state, dict(restored.progress)
+    return state, _decode_floats(dict(restored.progress))
+
+
+_NON_FINITE = {"float:nan": math.nan, "float:inf": math.inf, "float:-inf": -math.inf}
+
+
+def _encode_floats(value: Any) -> Any:
+    """Non-finite floats as "float:nan" / "float:inf" / "float:-inf", recursively (JSON has no
+    such numbers)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "float:nan" if math.isnan(value) else f"float:{'inf' if value > 0 else '-inf'}"
+    if isinstance(value, dict):
+        return {key: _encode_floats(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_encode_floats(item) for item in value]
+    return value
+
+
+def _decode_floats(value: Any) -> Any:
+    """The inverse of _encode_floats."""
+    if isinstance(value, str) and value in _NON_FINITE:
+        return _NON_FINITE[value]
+    if isinstance(value, dict):
+        return {key: _decode_floats(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_decode_floats(item) for item in value]
+    return value

@@ -140,7 +140,7 @@ def to_json(value: Any, indent: int | None = None) -> str:
 
 def write_json(path: Path, value: Any) -> Path:
     path = Path(path)
-    path.write_text(to_json(value, indent=2) + "\n")
+    path.write_text(to_json(value, indent=2))
     return path
 
 

@@ -7,12 +7,13 @@
 Every engine gives the loop (loop.py) the same functions, all pure and jitted:
 
     init()                      every member's starting state (population.init_members)
-    epoch(state, x, y)          (state, step losses (M, steps), finite (M,))
+    epoch(state, x, y)          (state, mean step loss of the epoch (M,), finite (M,))
     evaluate(params, arrays)    diagnostics.progress_metrics of every member, leaves (M, ...)
     keep(mask, new, old)        the state of `new` for members where mask (M,), of `old` elsewhere
     member_params(params)       params with the member axis first (host arrays stay on the host)
 
-`finite` is the NaN guard's per-member check (nan_guard.finite_members), fused into the epoch.
+`finite` is the NaN guard's per-member check (nan_guard.finite_members) of the step losses and
+parameters, fused into the epoch: one host sync of 2·M numbers per epoch.
 """
 
 from __future__ import annotations
@@ -53,7 +54,6 @@ class EngineSpec:
 
 @dataclass(frozen=True)
 class Engine:
-    name: str
     init: Callable[[], TrainState]
     epoch: Callable[[TrainState, jax.Array, jax.Array], tuple[TrainState, jax.Array, jax.Array]]
     evaluate: Callable[[Any, dict[str, jax.Array]], dict[str, Any]]
@@ -91,12 +91,13 @@ def _keep(member_axis_of: Callable[[Any], int | None]) -> Callable:
 
 
 def _with_finite(epoch_fn: Callable, member_axis_of: Callable, add_member_axis: bool = False):
-    """epoch(state, x, y) -> (state, losses (M, steps), finite (M,)), the check in the program."""
+    """epoch(state, x, y) -> (state, epoch losses (M,), finite (M,)), all in the program."""
 
     def epoch_and_check(state, x_train, y_train):
-        state, losses = epoch_fn(state, x_train, y_train)
+        state, losses = epoch_fn(state, x_train, y_train)  # step losses (M, steps) or (steps,)
         losses = losses[None] if add_member_axis else losses
-        return state, losses, finite_members(losses, state.params, member_axis_of)
+        finite = finite_members(losses, state.params, member_axis_of)
+        return state, jnp.mean(losses, axis=1), finite
 
     return epoch_and_check
 
@@ -123,7 +124,7 @@ def _single(spec: EngineSpec) -> Engine:
     no_member_axis = lambda leaf: None
     add_axis = lambda params: jax.tree.map(lambda leaf: leaf[None], params)
     return Engine(
-        "single", lambda: build(member.seed, member.lr),
+        lambda: build(member.seed, member.lr),
         jax.jit(_with_finite(epoch_fn, no_member_axis, True)),
         _evaluation(add_axis), _keep(no_member_axis), add_axis, epoch_fn,
     )
@@ -154,7 +155,7 @@ def _vmap(spec: EngineSpec) -> Engine:
     )
     first_axis = lambda leaf: 0
     return Engine(
-        "vmap", _stacked_state(spec, lambda params: params, vmapped=True),
+        _stacked_state(spec, lambda params: params, vmapped=True),
         jax.jit(_with_finite(epoch_fn, first_axis)), _evaluation(lambda params: params),
         _keep(first_axis), lambda params: params, epoch_fn,
     )
@@ -172,6 +173,6 @@ def _packed(spec: EngineSpec) -> Engine:
         _with_finite(epoch_fn, packed.member_axis_of), compiler_options=packed.COMPILER_OPTIONS
     )
     return Engine(
-        "packed", _stacked_state(spec, packed.pack, vmapped=False), epoch,
+        _stacked_state(spec, packed.pack, vmapped=False), epoch,
         _evaluation(packed.unpack), _keep(packed.member_axis_of), packed.unpack, epoch_fn,
     )

@@ -2,19 +2,19 @@
 
     state = record.restore_or(engine.init())
     for epoch in record.epochs():
-        new, losses, finite = engine.epoch(state, x, y)          # jitted, pure, every member
+        new, losses, finite = engine.epoch(state, x, y)      # jitted, pure, every member
         results = engine.evaluate(new.params) if record.evaluate_now(epoch) else None
         state = record.guard(epoch, state, new, losses, finite, results)
-        record.log(epoch, losses, results)
+        if results: record.log(epoch, losses, results)
         record.checkpoint(epoch, state)
     record.finish(state)
 
 The Recorder is the one place that keeps each member's history, logs it to the member's W&B run,
 checkpoints the whole population, and guards against NaN: a member whose loss or parameters
-stop being finite is frozen at its last finite state (`engine.keep`) and marked diverged, the
-others train on unchanged; when none is left (always, for a single run) the run stops with
-TrainingDiverged. Resume restores the state and every member's record, so a resumed run ends
-bit for bit where an uninterrupted one does: the epoch is pure and evaluation only reads.
+stop being finite is put back to its state after the previous epoch (`engine.keep`) and marked
+diverged, the others train on unchanged; when none is left (always, for a single run) the run
+stops with TrainingDiverged. Resume restores the state and every member's record, so a resumed
+run ends bit for bit where an uninterrupted one does: the epoch is pure and evaluation only reads.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from omegaconf import DictConfig, OmegaConf
 from deltaprop.gradient_check import gradcheck
 from deltaprop.io import checkpoints
 from deltaprop.io.tracking import NullLogger, make_logger
-from deltaprop.metrics import IDENTITY, member_rows, metric_keys, split_metrics
+from deltaprop.metrics import IDENTITY, aggregate, member_rows, metric_keys, split_metrics
 from deltaprop.nan_guard import (
     Divergence,
     TrainingDiverged,
@@ -69,34 +69,20 @@ class MemberRecord:
 
     @classmethod
     def from_json(cls, saved: dict[str, Any]) -> MemberRecord:
-        nan = lambda value: math.nan if value is None else value
-        history = [{key: nan(value) for key, value in row.items()} for row in saved["history"]]
-        best = saved["best_val_loss"]
         divergence = saved["divergence"] and Divergence(**saved["divergence"])
-        return cls(history, math.inf if best is None else best, saved["run_id"], divergence)
-
-
-def train_epoch(engine: Engine, state: TrainState, arrays, epoch: int):
-    """engine.epoch, with trainer.debug_nans's FloatingPointError turned into TrainingDiverged
-    naming the operation (the epoch re-run op by op)."""
-    x, y = arrays["x_train"], arrays["y_train"]
-    try:
-        return engine.epoch(state, x, y)
-    except FloatingPointError as error:
-        where = locate_nan(engine.epoch_fn, state, x, y)
-        raise TrainingDiverged(f"NaN at epoch {epoch} (trainer.debug_nans): {where or error}") from error
+        return cls(saved["history"], saved["best_val_loss"], saved["run_id"], divergence)
 
 
 def run_epochs(record: Recorder, engine: Engine, state: TrainState) -> TrainState:
     """Train from the recorder's start epoch to the last, recording as configured."""
     arrays = record.setup.arrays
     for epoch in record.epochs():
-        new_state, step_losses, finite = train_epoch(engine, state, arrays, epoch)
+        new_state, epoch_losses, finite = record.train_epoch(epoch, state)
         results = engine.evaluate(new_state.params, arrays) if record.evaluate_now(epoch) else None
-        step_losses, finite, results = jax.device_get((step_losses, finite, results))
-        state = record.guard(epoch, state, new_state, step_losses, finite, results)
+        epoch_losses, finite, results = jax.device_get((epoch_losses, finite, results))
+        state = record.guard(epoch, state, new_state, epoch_losses, finite, results)
         if results is not None:
-            record.log(epoch, step_losses, results)
+            record.log(epoch, epoch_losses, results)
         record.checkpoint(epoch, state)
     return state
 
@@ -114,7 +100,6 @@ class Recorder:
         self.summary_logger = NullLogger()
         self.manager = None
         self.start_epoch = 0
-        self.resumed = False
         self.is_main = jax.process_index() == 0  # several hosts: only process 0 writes
         self.bar = None
         self.last_evaluation: tuple[int, dict[str, Any]] | None = None  # (epoch, results)
@@ -125,14 +110,16 @@ class Recorder:
         return self
 
     def __exit__(self, error_type, error, traceback) -> None:
-        if error_type is not None:  # the run failed: every W&B run still open is marked so
-            for logger in [*self.loggers, self.summary_logger]:
+        try:
+            if self.manager is not None:  # a save in flight completes; a diverged state was
+                self.manager.wait_until_finished()  # never handed to it
+        finally:
+            if self.manager is not None:
+                self.manager.close()
+            if self.bar is not None:
+                self.bar.close()
+            for logger in [*self.loggers, self.summary_logger]:  # still open: the run failed
                 logger.finish(1)
-        if self.bar is not None:
-            self.bar.close()
-        if self.manager is not None:
-            self.manager.wait_until_finished()  # a save in flight completes; a diverged state
-            self.manager.close()  # was never handed to it
 
     def restore_or(self, state: TrainState) -> TrainState:
         """The checkpoint trainer.resume names, else `state`; then open the W&B runs."""
@@ -141,12 +128,7 @@ class Recorder:
             state, progress = checkpoints.restore_checkpoint(source, state, self.setup.metadata)
             self._load(progress)
             self.start_epoch = int(np.max(np.asarray(state.epoch)))
-            if self.start_epoch > self.trainer.epochs:
-                raise checkpoints.CheckpointError(
-                    f"checkpoint {source.path} is at epoch {self.start_epoch}, past "
-                    f"trainer.epochs={self.trainer.epochs}"
-                )
-            self.resumed = True
+            self._check_resumable(source)
             print(f"resuming from {source.path} (epoch {self.start_epoch} of "
                   f"{self.trainer.epochs})")
         if self.trainer.checkpoint_every:
@@ -154,9 +136,24 @@ class Recorder:
             _check_checkpoint_dir_free(root, source)
             self.manager = checkpoints.open_manager(root, self.trainer.keep_checkpoints)
         self._open_loggers()
-        if not self.resumed:
+        if source is None:
             self._log_gradcheck(state)
         return state
+
+    def _check_resumable(self, source: checkpoints.CheckpointRef) -> None:
+        epochs = self.trainer.epochs
+        if self.start_epoch > epochs:
+            raise checkpoints.CheckpointError(
+                f"checkpoint {source.path} is at epoch {self.start_epoch}, past "
+                f"trainer.epochs={epochs}"
+            )
+        evaluated = [rows[-1]["epoch"] for rows in (r.history for r in self.records) if rows]
+        if self.start_epoch == epochs and max(evaluated, default=0) < epochs:
+            raise checkpoints.CheckpointError(
+                f"checkpoint {source.path} is at the last epoch ({epochs}) but was saved before "
+                "that epoch was evaluated (its run had more epochs); resume it with a larger "
+                "trainer.epochs"
+            )
 
     def _resume_source(self) -> checkpoints.CheckpointRef | None:
         resume = self.trainer.resume
@@ -179,7 +176,8 @@ class Recorder:
         self.group, self.summary_run_id = progress["group"], progress["summary_run_id"]
 
     def _open_loggers(self) -> None:
-        """One W&B run per member (continued under its id on resume), and a sweep's summary run."""
+        """One W&B run per member (continued under its id on resume), and a sweep's summary run.
+        Each is kept as soon as it is open, so a failure part-way finishes those already open."""
         setup, logger_cfg = self.setup, self.cfg.logger
         if not self.is_main:
             self.loggers = [NullLogger() for _ in setup.members]
@@ -187,15 +185,15 @@ class Recorder:
         if not setup.sweep:
             name, group = hydra_job_identity(self.cfg)
             config = OmegaConf.to_container(self.cfg, resolve=True)
-            self.loggers = [make_logger(logger_cfg, config, setup.run_dir, name=name, group=group,
-                                        resume_id=self.records[0].run_id)]
+            self.loggers.append(make_logger(logger_cfg, config, setup.run_dir, name=name,
+                                            group=group, resume_id=self.records[0].run_id))
         else:
             self.group = self.group or sweep_group(self.cfg)
-            self.loggers = [
-                make_logger(logger_cfg, member_config(self.cfg, member), setup.run_dir,
-                            name=member.name, group=self.group, resume_id=record.run_id)
-                for member, record in zip(setup.members, self.records)
-            ]
+            for member, record in zip(setup.members, self.records):
+                self.loggers.append(make_logger(
+                    logger_cfg, member_config(self.cfg, member), setup.run_dir, name=member.name,
+                    group=self.group, resume_id=record.run_id,
+                ))
             self.summary_logger = make_logger(
                 logger_cfg, OmegaConf.to_container(self.cfg, resolve=True), setup.run_dir,
                 name=f"{self.group}-summary", group=self.group, job_type="sweep-summary",
@@ -212,7 +210,7 @@ class Recorder:
 
     def _log_gradcheck(self, state: TrainState) -> None:
         """The gradient check of the first member's initial parameters, as a W&B table."""
-        if self.cfg.logger.name == "none" or not self.cfg.logger.log_gradcheck:
+        if not self.is_main or self.cfg.logger.name == "none" or not self.cfg.logger.log_gradcheck:
             return
         params = jax.tree.map(lambda leaf: leaf[0],
                               self.engine.member_params(jax.device_get(state.params)))
@@ -238,25 +236,37 @@ class Recorder:
     def evaluate_now(self, epoch: int) -> bool:
         return epoch % self.trainer.eval_every == 0 or epoch == self.trainer.epochs
 
+    def train_epoch(self, epoch: int, state: TrainState):
+        """engine.epoch, with trainer.debug_nans's FloatingPointError turned into TrainingDiverged
+        naming the operation (the epoch re-run op by op) and the last good checkpoint."""
+        x, y = self.setup.arrays["x_train"], self.setup.arrays["y_train"]
+        try:
+            return self.engine.epoch(state, x, y)
+        except FloatingPointError as error:
+            where = locate_nan(self.engine.epoch_fn, state, x, y)
+            raise TrainingDiverged(f"NaN at epoch {epoch} (trainer.debug_nans): "
+                                   f"{where or error}; {self._last_checkpoint()}") from error
+
     @property
     def active(self) -> np.ndarray:
         """(M,) True for the members still training."""
         return np.array([record.divergence is None for record in self.records])
 
-    def guard(self, epoch, previous, new, step_losses, finite, results) -> TrainState:
+    def guard(self, epoch, previous, new, epoch_losses, finite, results) -> TrainState:
         """The state to go on from: `new`, with every member that is not finite any more (step
-        losses, parameters, or evaluated train/val loss) kept at its `previous` state.
+        losses or parameters, or its evaluated train/val loss) kept at its `previous` state.
 
         Raises:
           TrainingDiverged: no member is left.
         """
-        finite = np.array(finite, bool)
+        trained = np.array(finite, bool)  # step losses and parameters
+        evaluated = np.ones_like(trained)
         if results is not None:
             for split in ("train", "val"):
-                finite &= np.isfinite(results[split]["loss"])
-        newly = self.active & ~finite
-        if newly.any():
-            self._mark_diverged(epoch, np.flatnonzero(newly), new, step_losses, results)
+                evaluated &= np.isfinite(results[split]["loss"])
+        newly = self.active & ~(trained & evaluated)
+        for m in np.flatnonzero(newly):
+            self._mark_diverged(epoch, m, new, epoch_losses, trained[m], results)
         active = self.active
         if not active.any():
             raise self._all_diverged()
@@ -264,23 +274,21 @@ class Recorder:
             return new
         return self.engine.keep(jnp.asarray(active), new, previous)
 
-    def _mark_diverged(self, epoch, indices, new, step_losses, results) -> None:
-        params = self.engine.member_params(jax.device_get(new.params))
-        x_train = self.setup.arrays["x_train"]
-        for m in indices:
-            member_params = [{name: leaf[m] for name, leaf in layer.items()} for layer in params]
-            losses, name = step_losses[m], "loss"
-            if np.isfinite(losses).all() and results is not None:  # the evaluation overflowed
-                name = next(f"{split}/loss" for split in ("train", "val")
-                            if not np.isfinite(results[split]["loss"][m]))
-                losses = np.array([results[name.split("/")[0]]["loss"][m]])
-            message = divergence_message(epoch, losses, member_params, x_train, loss_name=name)
-            self.records[m].divergence = Divergence(epoch, message)
-            self.loggers[m].summarize({"diverged_epoch": epoch})
-            if len(self.records) > 1:
-                member = self.setup.members[m]
-                self._say(f"member {m} ({member.name}) diverged: {message}; frozen at its "
-                          f"state after epoch {epoch - 1}, the others train on")
+    def _mark_diverged(self, epoch, m, new, epoch_losses, trained, results) -> None:
+        member_params = [{name: np.asarray(leaf)[m] for name, leaf in layer.items()}
+                         for layer in self.engine.member_params(jax.device_get(new.params))]
+        losses, name = epoch_losses[m : m + 1], "loss"
+        if trained:  # the step losses and parameters were finite: the evaluation overflowed
+            name = next(f"{split}/loss" for split in ("train", "val")
+                        if not np.isfinite(results[split]["loss"][m]))
+            losses = np.array([results[name.split("/")[0]]["loss"][m]])
+        message = divergence_message(epoch, losses, member_params, self.setup.arrays["x_train"],
+                                     loss_name=name)
+        self.records[m].divergence = Divergence(epoch, message)
+        self.loggers[m].summarize({"diverged_epoch": epoch})
+        if len(self.records) > 1:
+            self._say(f"member {m} ({self.setup.members[m].name}) diverged: {message}; "
+                      f"frozen at its state after epoch {epoch - 1}, the others train on")
 
     def _all_diverged(self) -> TrainingDiverged:
         divergences = [record.divergence for record in self.records]
@@ -301,13 +309,16 @@ class Recorder:
             return "no checkpoint was saved before it"
         return f"last good checkpoint: {Path(self.manager.directory) / str(step)} (epoch {step})"
 
-    def log(self, epoch: int, step_losses: np.ndarray, results: dict[str, Any]) -> None:
-        """One history row per active member, also to its W&B run."""
+    def _columns(self, results: dict[str, Any]) -> dict[str, np.ndarray]:
+        """train/*, val/* and grads/* of every member from one evaluation, each (M,)."""
         splits = self.setup.splits
-        columns = {"train/epoch_loss": step_losses.mean(axis=1)}
-        columns |= split_metrics(results["train"], splits.y_train, "train")
+        columns = split_metrics(results["train"], splits.y_train, "train")
         columns |= split_metrics(results["val"], splits.y_val, "val")
-        columns |= {f"grads/{key}": value for key, value in results["statistics"].items()}
+        return columns | {f"grads/{key}": value for key, value in results["statistics"].items()}
+
+    def log(self, epoch: int, epoch_losses: np.ndarray, results: dict[str, Any]) -> None:
+        """One history row per active member, also to its W&B run."""
+        columns = {"train/epoch_loss": epoch_losses} | self._columns(results)
         rows = member_rows(columns, {"epoch": epoch})
         self.last_evaluation = (epoch, results)
         for record, logger, row in zip(self.records, self.loggers, rows):
@@ -340,7 +351,11 @@ class Recorder:
     # ------------------------------------------------------------ the end
 
     def finish(self, state: TrainState) -> dict[str, Any]:
-        """Test metrics, outputs, W&B summaries; the run's result (a sweep's: over members)."""
+        """Final rows, outputs, W&B summaries; the run's result (a sweep's: over members)."""
+        if self.manager is not None:
+            self.manager.wait_until_finished()  # the last checkpoint is on disk before W&B ends
+        if self.bar is not None:
+            self.bar.close()
         setup = self.setup
         last = self.last_evaluation
         if last is not None and last[0] == self.trainer.epochs and self.active.all():
@@ -348,37 +363,46 @@ class Recorder:
         else:  # frozen members (evaluated before they were put back), or nothing evaluated here
             results = jax.device_get(self.engine.evaluate(state.params, setup.arrays))
         tests = member_rows(split_metrics(results["test"], setup.splits.y_test, "test"), {})
+        frozen = member_rows(self._columns(results), {})
+        finals = [self._final_row(m, test, now) for m, (test, now) in enumerate(zip(tests, frozen))]
         params = self.engine.member_params(jax.device_get(state.params))
-        if self.bar is not None:
-            self.bar.close()
         if not setup.sweep:
-            return self._finish_single(params, tests[0])
-        return self._finish_sweep(params, tests)
+            return self._finish_single(params, finals[0])
+        return self._finish_sweep(params, finals)
 
-    def _finish_single(self, params, test: dict[str, float]) -> dict[str, Any]:
+    def _final_row(self, m: int, test: dict[str, float], now: dict[str, float]):
+        """Member m's last evaluation and test metrics; a diverged member's are those of the
+        state it was frozen at (`now`: its metrics at the end)."""
+        record = self.records[m]
+        if record.divergence is None:
+            row = record.history[-1] | test
+        else:
+            best = min(record.best_val_loss, now["val/loss"])
+            row = {"epoch": record.divergence.epoch - 1, **now, "val/best_loss": best, **test}
+        if not self.setup.sweep:
+            return row
+        return outputs.member_final(self.setup.members[m], row, record.divergence)
+
+    def _finish_single(self, params, final: dict[str, float]) -> dict[str, Any]:
         (record,), (logger,) = self.records, self.loggers
-        final = dict(record.history[-1]) | test
-        single_params = jax.tree.map(lambda leaf: leaf[0], params)
         if self.is_main:
+            single_params = jax.tree.map(lambda leaf: leaf[0], params)
             outputs.write_run_outputs(self.setup.run_dir, record.history, final, single_params,
                                       self.setup.splits, logger, self.trainer.epochs,
                                       self.cfg.logger.plots)
+            outputs.print_summary(final, self.setup.run_dir, logger.run_path)
         logger.summarize(final)
         logger.finish(0)
-        if self.is_main:
-            outputs.print_summary(final, self.setup.run_dir, logger.run_path)
         return final
 
-    def _finish_sweep(self, params, tests: list[dict[str, float]]) -> dict[str, Any]:
+    def _finish_sweep(self, params, finals: list[dict[str, Any]]) -> dict[str, Any]:
         setup, objective = self.setup, self.cfg.objective
-        histories = [record.history for record in self.records]
-        finals = [outputs.member_final(member, record.history, record.divergence, test)
-                  for member, record, test in zip(setup.members, self.records, tests)]
-        if not self.is_main:
-            return {}
-        summary, by_lr, paths = outputs.write_sweep_outputs(
-            setup.run_dir, setup.members, histories, finals, params, objective,
-            self.cfg.logger.plots,
+        summary = aggregate(finals, objective)
+        if not self.is_main:  # every process returns the result; only process 0 writes
+            return summary
+        by_lr, paths = outputs.write_sweep_outputs(
+            setup.run_dir, setup.members, [r.history for r in self.records], finals, params,
+            summary, self.cfg.logger.plots,
         )
         for member, final, logger in zip(setup.members, finals, self.loggers):
             logger.summarize(final)
@@ -387,7 +411,8 @@ class Recorder:
             logger.finish(1 if final["diverged"] else 0)  # a diverged member's run is failed
         self._summarize_sweep(finals, summary, paths.get("curves"))
         best = summary.get("sweep/best_lr")
-        title = f"final metrics of the best lr={best:g} (mean over its finite members)"
+        title = ("final metrics: no learning rate has a finite mean " + objective if best is None
+                 else f"final metrics of the best lr={best:g} (mean over its finite members)")
         outputs.print_summary(summary, setup.run_dir, self.summary_logger.run_path, title)
         keys = [key for key in outputs.BY_LR_KEYS if f"{key}/mean" in by_lr[0]]
         outputs.print_by_lr(by_lr, keys)

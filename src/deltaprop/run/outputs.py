@@ -32,7 +32,7 @@ from deltaprop.io import plots
 from deltaprop.io.data import Splits
 from deltaprop.io.files import save_params, write_csv, write_json, write_jsonl
 from deltaprop.io.tracking import NullLogger
-from deltaprop.metrics import IDENTITY, aggregate, metric_keys, summarize_by_lr
+from deltaprop.metrics import IDENTITY, metric_keys, summarize_by_lr
 from deltaprop.network import Params, forward
 from deltaprop.population import Member
 
@@ -84,18 +84,15 @@ def _chunked_probabilities(params: Params):
     return probabilities
 
 
-def member_final(
-    member: Member, history: list[dict[str, float]], divergence, test: dict[str, float]
-) -> dict[str, Any]:
-    """A sweep member's final row: who it is, whether it diverged, its last evaluation, test."""
+def member_final(member: Member, row: dict[str, float], divergence) -> dict[str, Any]:
+    """A sweep member's final row: who it is, whether it diverged, then its metrics."""
     return {
         "member": member.index,
         "seed": member.seed,
         "lr": member.lr,
         "diverged": divergence is not None,
         "diverged_epoch": None if divergence is None else divergence.epoch,
-        **(history[-1] if history else {}),
-        **test,
+        **row,
     }
 
 
@@ -105,16 +102,17 @@ def write_sweep_outputs(
     histories: Sequence[list[dict[str, float]]],
     finals: list[dict[str, Any]],
     params: Params,
-    objective: str,
+    summary: dict[str, Any],
     figures: bool = True,
-) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Path]]:
+) -> tuple[list[dict[str, Any]], dict[str, Path]]:
     """Every member's directory, the member tables, the summary and (if `figures`) the curves.
 
     Args:
       params: every member's parameters, member axis first (host arrays).
+      summary: metrics.aggregate of `finals`.
 
     Returns:
-      (summary, by-lr rows, {"members/<i>": params path[, "curves": the figure]}).
+      (by-lr rows, {"members/<i>": params path[, "curves": the figure]}).
     """
     paths = {}
     for member, history, final in zip(members, histories, finals):
@@ -130,13 +128,12 @@ def write_sweep_outputs(
     write_csv(run_dir / "members.csv", finals, [*IDENTITY, *metric_keys(finals)])
     write_json(run_dir / "members.json", finals)
     by_lr = summarize_by_lr(finals, [key for key in BY_LR_KEYS if key in metric_keys(finals)])
-    summary = aggregate(finals, objective)
     write_json(run_dir / "summary.json", summary | {"by_lr": by_lr})
     if figures:
         paths["curves"] = plots.plot_sweep_curves(
             _curves_by_lr(members, histories, finals), run_dir / "sweep_curves.png"
         )
-    return summary, by_lr, paths
+    return by_lr, paths
 
 
 def _curves_by_lr(members, histories, finals) -> dict[str, list[list[dict[str, float]]]]:

@@ -2,9 +2,9 @@
 
     validate_config(cfg)                        # once, before anything is written
     setup  = RunSetup.from_config(cfg)          # data, sizes, optimizer, members, run directory
-    engine = make_engine(setup.engine, ...)     # single | vmap | packed
+    engine, place = _engine(cfg, setup)         # single | vmap | packed; place: on the devices
     with Recorder(cfg, setup, engine) as record:
-        state = record.restore_or(engine.init())
+        state = record.restore_or(place(engine.init()))
         state = run_epochs(record, engine, state)
         return record.finish(state)
 
