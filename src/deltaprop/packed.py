@@ -4,9 +4,10 @@
 
 Each product of the δ recursion then becomes an elementwise multiply-add along M that XLA:CPU
 vectorizes (z[b,o,m] = Σ_i a[b,i,m] W[i,o,m]). This module supplies only those products
-(`packed_products`) to the one recursion in backprop.py, plus the packed epoch: each member
-shuffles with its own key exactly as a single run does, and each epoch's shuffles
-(jax.random.permutation, the same integers) skip XLA:CPU's slow key-value sort.
+(`packed_products`) to the one recursion in backprop.py, and its minibatches to the one epoch in
+training.py (`MEMBER_MINIBATCHES`): each member shuffles with its own key exactly as a single run
+does, and each epoch's shuffles (jax.random.permutation, the same integers) skip XLA:CPU's slow
+key-value sort.
 """
 
 from __future__ import annotations
@@ -19,12 +20,11 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from jax.typing import DTypeLike
 
 from deltaprop.backprop import Products, forward_pass, manual_value_and_grad, mean_loss
 from deltaprop.network import Params
-from deltaprop.training import TrainState, batches_per_epoch, make_train_step
+from deltaprop.training import Minibatches
 
 # Products whose contracted axis is at most this long are written as unrolled multiply-adds
 # (one XLA loop fusion, vectorized along the member axis); longer ones use einsum.
@@ -166,53 +166,18 @@ def packed_value_and_grad_fn(grad: str, products: Products) -> Callable:
     raise ValueError(f"trainer.grad={grad!r} must be 'manual' or 'autodiff'")
 
 
-# ------------------------------------------------------------------------- one epoch
+# ------------------------------------------------------------------------- minibatches
 
 
-def make_packed_train_epoch(
-    optimizer: optax.GradientTransformation,
-    value_and_grad: Callable,
-    batch_size: int,
-    batch_sharding: jax.sharding.Sharding | None = None,
-):
-    """training.make_train_epoch for packed state.
-
-    The state holds packed params, one optimizer state for all members (the injected learning
-    rate is (M,) and broadcasts along the member axis), keys (M,) and a shared epoch. Each member shuffles with its own key exactly as a single run does:
-    key, shuffle_key = split(key); order = permutation(shuffle_key, n_train).
-
-    Returns:
-      train_epoch(state, x_train, y_train) -> (state, step losses (M, steps)).
-    """
-    train_step = make_train_step(optimizer, value_and_grad)
-
-    def train_epoch(state: TrainState, x_train: jax.Array, y_train: jax.Array):
-        n_train = x_train.shape[0]
-        size = min(batch_size, n_train)
-        steps = batches_per_epoch(n_train, batch_size)
-        split = jax.vmap(jax.random.split)(state.key)  # each member: key, shuffle_key = split(key)
-        order = member_permutations(split[:, 1], n_train)[:, : steps * size]
-        order = jnp.moveaxis(order.reshape(-1, steps, size), 0, -1)  # (steps, size, M)
-
-        def scan_step(carry, batch_indices):  # batch_indices: (size, M)
-            params, opt_state = carry
-            x_batch = _gather_packed(x_train, batch_indices)  # (size, n_1, M)
-            y_batch = _gather_packed(y_train, batch_indices)  # (size, n_L, M)
-            if batch_sharding is not None:
-                x_batch = jax.lax.with_sharding_constraint(x_batch, batch_sharding)
-                y_batch = jax.lax.with_sharding_constraint(y_batch, batch_sharding)
-            params, opt_state, loss = train_step(params, opt_state, x_batch, y_batch)
-            return (params, opt_state), loss
-
-        (params, opt_state), losses = jax.lax.scan(
-            scan_step, (state.params, state.opt_state), order
-        )
-        return TrainState(params, opt_state, split[:, 0], state.epoch + 1), losses.T
-
-    return train_epoch
+def _member_orders(keys: jax.Array, n_train: int, steps: int, size: int):
+    """Each member shuffles with its own key exactly as a single run does
+    (key, shuffle_key = split(key); permutation(shuffle_key, n_train)): (steps, size, M)."""
+    split = jax.vmap(jax.random.split)(keys)
+    order = member_permutations(split[:, 1], n_train)[:, : steps * size]
+    return split[:, 0], jnp.moveaxis(order.reshape(-1, steps, size), 0, -1)
 
 
-def _gather_packed(data: jax.Array, batch_indices: jax.Array) -> jax.Array:
+def _gather(data: jax.Array, batch_indices: jax.Array) -> jax.Array:
     """data[batch_indices[b, m], j] as (size, n, M), gathered element by element from the
     column-major data so the member axis comes out innermost (a row gather would leave the
     features innermost and every product would read the batch with a stride)."""
@@ -220,6 +185,11 @@ def _gather_packed(data: jax.Array, batch_indices: jax.Array) -> jax.Array:
     columns = jnp.arange(n_columns)[:, None, None] * n_rows  # (n, 1, 1) offsets into data.T
     flat = data.T.reshape(-1)[columns + batch_indices]  # (n, size, M)
     return jnp.swapaxes(flat, 0, 1)
+
+
+# A packed population's minibatches for training.make_train_epoch: member m's batch is its own
+# rows, gathered so that the member axis comes out last, (size, n, M).
+MEMBER_MINIBATCHES = Minibatches(order=_member_orders, gather=_gather)
 
 
 def member_permutations(keys: jax.Array, n: int) -> jax.Array:

@@ -113,20 +113,43 @@ def make_train_step(optimizer: optax.GradientTransformation, value_and_grad: Val
     return train_step
 
 
+class Minibatches(NamedTuple):
+    """How an epoch draws its minibatches, for one layout of the state.
+
+    order(key, n_train, steps, size) -> (next key, indices (steps, ...)): this epoch's shuffle.
+    gather(data, indices) -> one minibatch of `data` (x_train or y_train) for a row of indices.
+    """
+
+    order: Callable[[jax.Array, int, int, int], tuple[jax.Array, jax.Array]]
+    gather: Callable[[jax.Array, jax.Array], jax.Array]
+
+
+def _shuffled_order(key, n_train: int, steps: int, size: int):
+    """key, shuffle_key = split(key); the first steps·size of a permutation, (steps, size)."""
+    key, shuffle_key = jax.random.split(key)
+    order = jax.random.permutation(shuffle_key, n_train)[: steps * size].reshape(steps, size)
+    return key, order
+
+
+SHUFFLED_ROWS = Minibatches(order=_shuffled_order, gather=lambda data, rows: data[rows])
+
+
 def make_train_epoch(
     optimizer: optax.GradientTransformation,
     value_and_grad: ValueAndGrad,
     batch_size: int,
     batch_sharding: jax.sharding.Sharding | None = None,
+    minibatches: Minibatches = SHUFFLED_ROWS,
 ):
     """A pure epoch: shuffle with a key split off the state, then every minibatch in one scan.
 
-    With `batch_sharding` (data parallel, see parallel.py) each minibatch is split across devices
-    along the batch axis; XLA all-reduces the gradient sums a_{l−1}ᵀ δ_l.
+    With `batch_sharding` (data parallel, see run/parallel.py) each minibatch is split across
+    devices along the batch axis; XLA all-reduces the gradient sums a_{l−1}ᵀ δ_l. `minibatches`
+    draws them; packed.py gives every member of a packed population its own shuffle this way.
 
     Returns:
-      train_epoch(state, x_train, y_train) -> (state, per-step losses of shape (steps,)).
-      Wrap it in jax.jit (or vmap it first, for sweeps).
+      train_epoch(state, x_train, y_train) -> (state, per-step losses, the step axis last:
+      (steps,), or (M, steps) for a packed population). Wrap it in jax.jit (or vmap it first).
     """
     train_step = make_train_step(optimizer, value_and_grad)
 
@@ -134,12 +157,12 @@ def make_train_epoch(
         n_train = x_train.shape[0]
         size = min(batch_size, n_train)
         steps = batches_per_epoch(n_train, batch_size)
-        key, shuffle_key = jax.random.split(state.key)
-        order = jax.random.permutation(shuffle_key, n_train)[: steps * size].reshape(steps, size)
+        key, order = minibatches.order(state.key, n_train, steps, size)
 
         def scan_step(carry, batch_indices):
             params, opt_state = carry
-            x_batch, y_batch = x_train[batch_indices], y_train[batch_indices]
+            x_batch = minibatches.gather(x_train, batch_indices)
+            y_batch = minibatches.gather(y_train, batch_indices)
             if batch_sharding is not None:
                 x_batch = jax.lax.with_sharding_constraint(x_batch, batch_sharding)
                 y_batch = jax.lax.with_sharding_constraint(y_batch, batch_sharding)
@@ -149,6 +172,6 @@ def make_train_epoch(
         (params, opt_state), losses = jax.lax.scan(
             scan_step, (state.params, state.opt_state), order
         )
-        return TrainState(params, opt_state, key, state.epoch + 1), losses
+        return TrainState(params, opt_state, key, state.epoch + 1), jnp.moveaxis(losses, 0, -1)
 
     return train_epoch

@@ -166,9 +166,8 @@ def _packed(spec: EngineSpec) -> Engine:
         spec.precision.matmul_dtype, sharded_batch=spec.batch_sharding is not None
     )
     value_and_grad = packed.packed_value_and_grad_fn(spec.grad, products)
-    epoch_fn = packed.make_packed_train_epoch(
-        spec.optimizer, value_and_grad, spec.batch_size, spec.batch_sharding
-    )
+    epoch_fn = make_train_epoch(spec.optimizer, value_and_grad, spec.batch_size,
+                                spec.batch_sharding, packed.MEMBER_MINIBATCHES)
     epoch = jax.jit(
         _with_finite(epoch_fn, packed.member_axis_of), compiler_options=packed.COMPILER_OPTIONS
     )
