@@ -78,8 +78,12 @@ def test_gradient_check_and_worked_example_start_where_training_starts(make_cfg)
                for p, s in zip(params, start) for leaf in ("W", "b"))
     np.testing.assert_array_equal(x, RunSetup.from_config(cfg).splits.x_train[:4])
     assert y.shape == (4, 1)
-    with pytest.raises(ValueError, match="worked_example.batch=500 must be between 1 and the"):
+    with pytest.raises(ValueError, match="worked_example.batch=500 must be between 1 and the 84 "):
         worked_example_inputs(cfg, batch=500)
+    table = make_cfg("dataset=xor_table", "model.hidden=[2,2,2]")
+    params, x, y = worked_example_inputs(table, batch=4)  # the truth table, not standardized
+    assert x.tolist() == [[0, 0], [0, 1], [1, 0], [1, 1]] and y.ravel().tolist() == [0, 1, 1, 0]
+    assert [layer["W"].shape for layer in params] == [(2, 2), (2, 2), (2, 2), (2, 1)]
 
 
 # ---------------------------------------------------------------- bad input, from the command line

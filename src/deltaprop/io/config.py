@@ -27,7 +27,7 @@ class ModelConfig:
 
 @dataclass
 class DatasetConfig:
-    name: str = "moons"  # moons | circles | xor | spirals | blobs | breast_cancer | digits_binary | csv
+    name: str = "moons"  # moons | circles | xor | xor_table | spirals | blobs | breast_cancer | digits_binary | csv
     n_samples: int = 1000
     noise: float = 0.2
     path: str | None = None  # csv only (??? in conf/dataset/csv.yaml)
@@ -94,6 +94,10 @@ class SweepConfig:
 @dataclass
 class WorkedExampleConfig:
     batch: int = 4  # training examples shown by experiments/worked_example.py
+    mode: str = "default"  # default | by_hand (calculator-sized: [2,2,2,2,1] on the XOR table)
+    digits: int = 4  # significant digits of every printed number
+    page: bool = False  # also write backprop.html, a page that steps through training
+    page_steps: int = 20  # training steps the page's slider covers
 
 
 @dataclass
@@ -122,7 +126,8 @@ register_configs()
 _CHOICES = {
     "model.init": ("xavier", "normal"),
     "dataset.name": (
-        "moons", "circles", "xor", "spirals", "blobs", "breast_cancer", "digits_binary", "csv",
+        "moons", "circles", "xor", "xor_table", "spirals", "blobs", "breast_cancer",
+        "digits_binary", "csv",
     ),
     "optimizer.name": ("sgd", "momentum", "adam"),
     "optimizer.schedule": ("constant", "cosine", "exponential"),
@@ -130,6 +135,7 @@ _CHOICES = {
     "trainer.precision": ("float32", "float64", "bf16"),
     "logger.name": ("wandb", "none"),
     "sweep.engine": ("packed", "vmap"),
+    "worked_example.mode": ("default", "by_hand"),
     "logger.mode": ("offline", "online", "disabled"),
 }
 
@@ -164,7 +170,7 @@ def validate_config(cfg: Any) -> None:
     positive_ints = (
         "trainer.epochs", "trainer.batch_size", "trainer.eval_every",
         "trainer.keep_checkpoints", "trainer.num_seeds", "dataset.n_samples",
-        "worked_example.batch",
+        "worked_example.batch", "worked_example.digits", "worked_example.page_steps",
     )
     for key in positive_ints:
         if _get(cfg, key) < 1:

@@ -164,6 +164,13 @@ _SYNTHETIC: dict[str, Callable[[int, float, int], tuple[np.ndarray, np.ndarray]]
 }
 
 
+def _xor_table() -> Dataset:
+    """The Boolean XOR truth table, as a textbook writes it: (0,0)→0, (0,1)→1, (1,0)→1, (1,1)→0."""
+    x = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+    return Dataset(x=x, y=_as_labels(x[:, 0] != x[:, 1]), feature_names=_XY_NAMES,
+                   name="xor_table")
+
+
 # ---------------------------------------------------------------- datasets bundled with sklearn
 
 
@@ -262,6 +269,8 @@ def load_dataset(cfg: Any, seed: int) -> Dataset:
             feature_names=_XY_NAMES,
             name=name,
         )
+    elif name == "xor_table":
+        data = _xor_table()
     elif name == "breast_cancer":
         data = _breast_cancer()
     elif name == "digits_binary":
@@ -269,7 +278,7 @@ def load_dataset(cfg: Any, seed: int) -> Dataset:
     elif name == "csv":
         data = _read_csv(cfg.path, cfg.label)
     else:
-        known = (*_SYNTHETIC, "breast_cancer", "digits_binary", "csv")
+        known = (*_SYNTHETIC, "xor_table", "breast_cancer", "digits_binary", "csv")
         raise DataError(f"dataset.name={name!r} is unknown; choose one of: {', '.join(known)}")
     validate_dataset(data)
     return data

@@ -196,21 +196,27 @@ def worked_example_inputs(
 ) -> tuple[Params, np.ndarray, np.ndarray]:
     """(params, x, y) as `python experiments/train.py` would start: float64 params, first batch.
 
-    The data are `cfg.dataset` split and standardized as in training; the params are the
-    initial parameters of `cfg.seed`; x, y are the first `batch` examples of the training split.
+    The data are `cfg.dataset` split and standardized as in training (dataset=xor_table: the
+    truth table itself, as a textbook writes it); the params are the initial parameters of
+    `cfg.seed`; x, y are the first `batch` examples.
 
     Raises:
-      ValueError: batch outside 1..n_train.
+      ValueError: batch outside 1..the number of examples.
     """
-    splits = prepare_data(cfg)
-    n_train, batch = splits.x_train.shape[0], int(batch)
-    if not 1 <= batch <= n_train:
+    if cfg.dataset.name == "xor_table":
+        data = load_dataset(cfg.dataset, data_seed(cfg))
+        x_all, y_all, n_inputs = data.x, data.y, data.x.shape[1]
+    else:
+        splits = prepare_data(cfg)
+        x_all, y_all, n_inputs = splits.x_train, splits.y_train, splits.x_train.shape[1]
+    n_examples, batch = x_all.shape[0], int(batch)
+    if not 1 <= batch <= n_examples:
         raise ValueError(
-            f"worked_example.batch={batch} must be between 1 and the {n_train} training examples"
+            f"worked_example.batch={batch} must be between 1 and the {n_examples} examples of "
+            f"dataset={cfg.dataset.name}"
         )
+    sizes = [n_inputs, *cfg.model.hidden, y_all.shape[1]]
     with float64_scope():
-        params = initial_params(
-            int(cfg.seed), network_sizes(cfg, splits), cfg.model.init, jnp.float64
-        )
+        params = initial_params(int(cfg.seed), sizes, cfg.model.init, jnp.float64)
         params = jax.tree.map(np.asarray, params)
-    return params, splits.x_train[:batch], splits.y_train[:batch]
+    return params, x_all[:batch], y_all[:batch]
