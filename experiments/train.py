@@ -4,6 +4,8 @@
     python experiments/train.py model.hidden=[32,32] optimizer=adam
     python experiments/train.py trainer.num_seeds=4 'sweep.lr=[0.1,1.0]'   # 8 members, one program
     python experiments/train.py -m optimizer.lr=0.01,0.1,1.0 seed=0,1   # a Hydra sweep: six runs
+
+Exit codes (deltaprop.errors): 0 done, 2 bad input, 3 every member diverged, 130 interrupted.
 """
 
 import sys
@@ -14,7 +16,8 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 import deltaprop
-import deltaprop.io.config
+import deltaprop.io.config  # registers the structured config schema
+from deltaprop.errors import EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_INTERRUPTED, InputError
 from deltaprop.io.xla_cache import enable_compilation_cache
 from deltaprop.nan_guard import TrainingDiverged
 
@@ -23,13 +26,14 @@ from deltaprop.nan_guard import TrainingDiverged
 def main(cfg: DictConfig) -> float:
     try:
         metrics = deltaprop.train(cfg)
-    except (ValueError, TrainingDiverged) as error:
-        # ValueError: bad config, data or checkpoint, found before any work (exit 2);
-        # TrainingDiverged: every member's loss became NaN/inf, last good checkpoint kept (exit 3).
+    except (InputError, TrainingDiverged) as error:
         print(f"error: {error}", file=sys.stderr)
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             raise  # let Hydra mark this job failed and go on with the others
-        sys.exit(2 if isinstance(error, ValueError) else 3)
+        sys.exit(EXIT_BAD_INPUT if isinstance(error, InputError) else EXIT_DIVERGED)
+    except KeyboardInterrupt as error:
+        print(f"{error or 'interrupted'}", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
     return metrics[cfg.objective]
 
 

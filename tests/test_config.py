@@ -8,6 +8,7 @@ import pytest
 from conftest import compose_config
 from hydra.errors import ConfigCompositionException
 
+from deltaprop.errors import InputError
 from deltaprop.io.config import ConfigError, validate_config
 
 CONF_DIR = Path(__file__).parents[1] / "conf"
@@ -88,6 +89,20 @@ def test_unknown_key_fails_at_compose_time(override, key):
         (["trainer.epochs=0"], "trainer.epochs", "0"),
         (["trainer.batch_size=0"], "trainer.batch_size", "0"),
         (["dataset=csv"], "dataset.path", "None"),
+        (["optimizer=momentum", "optimizer.momentum=1.5"], "optimizer.momentum", "1.5"),
+        (["optimizer=adam", "optimizer.b1=-5"], "optimizer.b1", "-5.0"),
+        (["optimizer=adam", "optimizer.b2=1.0"], "optimizer.b2", "1.0"),
+        (["optimizer.decay_rate=0"], "optimizer.decay_rate", "0.0"),
+        (["optimizer.decay_rate=-1"], "optimizer.decay_rate", "-1.0"),
+        (["optimizer.warmup_epochs=200"], "optimizer.warmup_epochs", "200"),
+        (["seed=-1"], "seed", "-1"),
+        (["seed=4294967296"], "seed", "4294967296"),
+        (["dataset.seed=-3"], "dataset.seed", "-3"),
+        (["logger.project=a/b"], "logger.project", "'a/b'"),
+        (["logger.entity=my:team"], "logger.entity", "'my:team'"),
+        (["logger.tags=[" + "x" * 65 + "]"], "logger.tags", "['" + "x" * 65 + "']"),
+        (["+trainer.epoch=2"], "trainer.epoch", "is not a config key"),
+        (["+extra=1"], "extra", "is not a config key"),
     ],
     ids=lambda value: value if isinstance(value, str) else None,
 )
@@ -96,5 +111,10 @@ def test_validate_config_rejects_bad_values(overrides, key, value):
     with pytest.raises(ConfigError) as caught:
         validate_config(cfg)
     message = str(caught.value)
-    assert message.startswith(f"{key}={value}"), message
-    assert isinstance(caught.value, ValueError)  # the CLI turns ValueError into exit code 2
+    assert message.startswith((f"{key}={value}", f"{key} {value}")), message
+    assert isinstance(caught.value, InputError)  # the CLI turns it into exit code 2
+
+
+def test_the_boundaries_of_each_range_are_accepted():
+    validate_config(compose_config("optimizer.momentum=0", "optimizer.decay_rate=1",
+                                   "optimizer.warmup_epochs=199", "seed=4294967295"))

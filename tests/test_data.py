@@ -276,3 +276,48 @@ def test_two_class_training_split_does_not_warn():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         split_and_standardize(data, 0.2, 0.2, seed=0)
+
+
+# ---------------------------------------------------------------- encodings, compression, scale
+
+CSV_TEXT = "a,b,label\n" + "".join(f"{i * 0.5},{i % 3},{i % 2}\n" for i in range(40))
+
+
+@pytest.mark.parametrize("kind", ["plain", "gzip", "bz2", "xz", "utf-8-bom", "utf-16"])
+def test_csv_is_read_compressed_or_in_unicode_with_a_byte_order_mark(tmp_path, kind):
+    import bz2
+    import gzip
+    import lzma
+
+    path = tmp_path / "data.csv"
+    compressed = {"gzip": gzip.compress, "bz2": bz2.compress, "xz": lzma.compress}
+    encodings = {"utf-8-bom": "utf-8-sig", "utf-16": "utf-16"}
+    if kind in compressed:
+        path.write_bytes(compressed[kind](CSV_TEXT.encode()))
+    else:
+        path.write_text(CSV_TEXT, encoding=encodings.get(kind, "utf-8"))
+    data = load_dataset(make_config(name="csv", path=str(path)), 0)
+    assert data.feature_names == ("a", "b")  # no BOM left in the first column's name
+    np.testing.assert_array_equal(data.x[:, 0], 0.5 * np.arange(40))
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("a,b\xe9,label\n1,2,0\n".encode("latin-1"), r"is not UTF-8 text \(byte 0xe9 at position 3\)"),
+    (b"\x00\x01binary", "holds NUL bytes: a binary file"),
+    (b"\x1f\x8b\x08\x00broken", "cannot be read"),
+], ids=["latin-1", "binary", "truncated-gzip"])
+def test_unreadable_csv_files_are_named_with_the_problem(tmp_path, content, message):
+    path = tmp_path / "data.csv"
+    path.write_bytes(content)
+    with pytest.raises(DataError, match=message) as caught:
+        load_dataset(make_config(name="csv", path=str(path)), 0)
+    assert str(path) in str(caught.value)
+
+
+def test_features_whose_variance_overflows_float64_are_refused():
+    x = np.column_stack([np.arange(40) * 1e200, np.arange(40)])
+    with pytest.raises(DataError, match=r"too large to standardize .*'f0' \(\|x\| up to \d\.\de\+201\)"):
+        split_and_standardize(make_dataset(x, np.arange(40) % 2), 0.15, 0.15, 0)
+    huge_but_fine = np.column_stack([np.arange(40) * 1e150, np.arange(40)])
+    splits = split_and_standardize(make_dataset(huge_but_fine, np.arange(40) % 2), 0.15, 0.15, 0)
+    assert np.isfinite(splits.x_train).all() and abs(splits.x_train[:, 0].std() - 1) < 1e-9

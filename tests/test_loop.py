@@ -65,10 +65,13 @@ def test_resume_auto_without_checkpoint_starts_fresh(make_cfg, tmp_path, capsys)
     assert checkpoints.complete_steps(tmp_path / "run" / "checkpoints") == [1, 2]
 
 
-def test_fresh_run_refuses_to_mix_with_existing_checkpoints(make_cfg):
+def test_fresh_run_refuses_to_mix_with_existing_checkpoints(make_cfg, tmp_path):
     train(make_cfg("trainer.epochs=2", "trainer.checkpoint_every=1"))
+    for name in ("summary.json", "metrics.jsonl", "params.safetensors"):
+        (tmp_path / "run" / name).unlink()  # only the checkpoints are left
     with pytest.raises(CheckpointError, match="already holds checkpoints .* trainer.resume=auto"):
-        train(make_cfg("trainer.epochs=4", "trainer.checkpoint_every=1"))
+        train(make_cfg("trainer.epochs=4", "trainer.checkpoint_every=1",
+                       "run_dir_exists=overwrite"))
 
 
 def test_a_last_epoch_checkpoint_saved_before_its_evaluation_is_refused(make_cfg, tmp_path):
@@ -91,7 +94,8 @@ def test_checkpoint_past_the_last_epoch_is_refused(make_cfg, tmp_path):
 
 def lose_checkpoints_after(run_dir: Path, step: int, saved: list[str]) -> Path:
     """Move `saved` outputs to run_dir/../reference; delete the checkpoints after `step` and
-    leave what a kill during a save leaves: a tmp directory and a step without its marker."""
+    leave what a kill during a save leaves (an orbax temporary), and a step directory whose
+    contents are another epoch's (as a bad copy would leave it)."""
     reference = run_dir.parent / "reference"
     reference.mkdir()
     for name in saved:
@@ -101,9 +105,7 @@ def lose_checkpoints_after(run_dir: Path, step: int, saved: list[str]) -> Path:
         if later > step:
             shutil.rmtree(root / str(later))
     shutil.copytree(root / str(step), root / f"{step + 1}.orbax-checkpoint-tmp-1700000000")
-    shutil.copytree(root / str(step), root / str(step + 2))
-    (root / str(step + 2) / checkpoints.COMMIT_MARKER).unlink()
-    assert checkpoints.complete_steps(root)[-1] == step
+    shutil.copytree(root / str(step), root / str(step + 2))  # holds epoch `step`, not step + 2
     return reference
 
 
@@ -121,7 +123,8 @@ def test_resume_auto_skips_half_written_checkpoints_and_is_exact(make_cfg, tmp_p
     assert (run_dir / "metrics.jsonl").read_text() == (reference / "metrics.jsonl").read_text()
     root = run_dir / "checkpoints"
     assert checkpoints.complete_steps(root) == [1, 2, 3, 4, 5, 6]
-    assert not any("tmp" in child.name for child in root.iterdir())
+    assert not any("tmp" in child.name for child in root.iterdir())  # orbax's temporary: gone
+    assert (root / "5.unusable").is_dir()  # the bad step: set aside, never deleted
 
 
 @pytest.mark.slow
@@ -376,10 +379,15 @@ def test_a_w_and_b_failure_part_way_finishes_the_runs_already_open(make_cfg, mon
     assert [run.exit_code for run in opened] == [1, 1]
 
 
-def test_a_sweep_without_a_finite_objective_says_so(make_cfg, capsys):
-    result = train(make_cfg("trainer.num_seeds=2", "objective=val/accuracy"))  # no such metric
-    assert np.isnan(result["val/accuracy"]) and "sweep/best_lr" not in result
-    assert "no learning rate has a finite mean val/accuracy" in capsys.readouterr().out
+def test_a_sweep_without_a_finite_objective_says_so(make_cfg, tmp_path, capsys):
+    """Three 0-labels of 100: the validation split holds only 1s, so val/auc is undefined."""
+    path = tmp_path / "data.csv"
+    path.write_text("a,b,label\n" + "".join(f"{i},{i % 7},{int(i < 97)}\n" for i in range(100)))
+    result = train(make_cfg("dataset=csv", f"dataset.path={path}", "dataset.val_fraction=0.1",
+                            "dataset.test_fraction=0.1", "trainer.num_seeds=2",
+                            "objective=val/auc"))
+    assert np.isnan(result["val/auc"]) and "sweep/best_lr" not in result
+    assert "no learning rate has a finite mean val/auc" in capsys.readouterr().out
 
 
 def test_every_member_diverged_fails_like_a_single_run(make_cfg, tmp_path):

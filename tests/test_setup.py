@@ -28,7 +28,8 @@ from deltaprop.run.setup import (
 )
 from deltaprop.run.train import train
 
-HYDRA_ONLY = {".hydra", "train.log"}  # what Hydra itself writes into a job's directory
+# What Hydra itself writes into a job's directory, and the run's lock (deltaprop.io.rundir).
+HYDRA_ONLY = {".hydra", "train.log", ".deltaprop.lock"}
 
 
 def test_a_single_run_is_one_member_and_a_sweep_their_grid(make_cfg, tmp_path):
@@ -59,6 +60,9 @@ def test_the_data_seed_is_the_run_seed_unless_dataset_seed_is_set(make_cfg):
         (["optimizer.lr=-1"], ConfigError, "optimizer.lr=-1.0"),
         (["dataset=csv", "dataset.path=/nonexistent/data.csv"], DataError, "file not found"),
         (["trainer.num_seeds=2", "sweep.lr=[0.1,-1.0]"], ConfigError, "sweep.lr"),
+        (["objective=val/accuracy"], ConfigError,
+         "objective='val/accuracy' is not a metric this run reports; choose one of"),
+        (["trainer.resume_changes=[model.hidden]"], ConfigError, "which a resume cannot change"),
     ],
 )
 def test_bad_input_fails_before_the_run_dir_exists(make_cfg, tmp_path, overrides, error,

@@ -90,3 +90,23 @@ def test_wandb_disabled_mode_works_and_writes_nothing(tmp_path, png):
     assert logger.run_path is None
     exercise(logger, png)
     assert not list(tmp_path.glob("wandb/*run-*"))
+
+
+def test_online_mode_without_a_reachable_server_logs_offline_within_seconds(monkeypatch, capsys):
+    import time
+
+    from deltaprop.io.tracking import resolve_mode
+
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # nothing listens there
+    start = time.monotonic()
+    resolved = resolve_mode(logger_config(mode="online"))
+    assert time.monotonic() - start < 5
+    assert resolved.mode == "offline"
+    assert "cannot be reached" in capsys.readouterr().out
+    monkeypatch.delenv("WANDB_API_KEY")
+    monkeypatch.setenv("NETRC", "/nonexistent")
+    monkeypatch.setenv("HOME", "/nonexistent")
+    assert resolve_mode(logger_config(mode="online")).mode == "offline"
+    assert "no W&B API key" in capsys.readouterr().out
+    assert resolve_mode(logger_config(mode="offline")).mode == "offline"

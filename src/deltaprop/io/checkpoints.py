@@ -7,9 +7,10 @@ One checkpoint is one orbax step directory `<run_dir>/checkpoints/<epoch>/` with
     meta      layer sizes, dataset, feature names, optimizer, precision, the members (seeds,
               learning rates) and the engine (JSON), checked on resume
 
-orbax writes each step into `<epoch>.orbax-checkpoint-tmp-*` and renames it when complete (with
-`commit_success.txt` inside), so a kill during a save leaves the earlier steps loadable; only
-complete steps are ever restored. Nothing here unpickles: the arrays are TensorStore, the rest
+orbax writes each step into `<epoch>.orbax-checkpoint-tmp-*` and renames it when complete, so a
+kill during a save leaves the earlier steps loadable; only steps orbax reports as finalized are
+restored, and nothing is deleted but orbax's own temporaries (through orbax) and the steps its
+retention drops. A step that cannot be restored is renamed aside, never deleted. Nothing here unpickles: the arrays are TensorStore, the rest
 JSON. The data order needs no state of its own: each epoch's shuffle is split off the restored
 PRNG key. orbax is imported on first use, so a run that fails its input checks exits quickly.
 """
@@ -19,14 +20,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import jax
+import numpy as np
 
+from deltaprop.errors import InputError
 from deltaprop.io.files import looks_like_pickle
 from deltaprop.training import TrainState
 
@@ -40,8 +42,13 @@ FORMAT = "deltaprop-checkpoint/2"  # 2: a population of members
 _ITEMS = ("state", "progress", "meta")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(InputError):
     """A checkpoint that cannot be used: missing, incomplete, unsafe, or from another setup."""
+
+
+class CheckpointMismatch(CheckpointError):
+    """A readable checkpoint of another run: other shapes or settings (every step of that run
+    would say the same, so no older step is tried)."""
 
 
 @dataclass(frozen=True)
@@ -65,8 +72,10 @@ def run_metadata(
     seeds: Sequence[int],
     learning_rates: Sequence[float],
     engine: str,
+    **settings: Any,
 ) -> dict[str, Any]:
-    """What a checkpoint must agree on with the run that restores it."""
+    """What a checkpoint must agree on with the run that restores it: the shapes of its state
+    (checked here), and any further `settings` (checked by the caller)."""
     return {
         "format": FORMAT,
         "sizes": [int(size) for size in sizes],
@@ -75,9 +84,11 @@ def run_metadata(
         "feature_names": list(feature_names),
         "optimizer": optimizer,
         "precision": precision,
+        "engine": engine,
+        "n_members": len(seeds),
         "seeds": [int(seed) for seed in seeds],
         "learning_rates": [float(lr) for lr in learning_rates],
-        "engine": engine,
+        **settings,
     }
 
 
@@ -97,11 +108,14 @@ def quiet_orbax_logs(level: int = logging.WARNING):
 
 
 def is_complete(step_dir: Path) -> bool:
-    """A finalized orbax step: an integer name, no tmp suffix, and the commit marker inside."""
+    """A step orbax reports as finalized (not one of its temporaries), with every item written."""
+    from orbax.checkpoint import utils
+
+    step_dir = Path(step_dir)
     return (
         step_dir.is_dir()
         and step_dir.name.isdigit()
-        and (step_dir / COMMIT_MARKER).is_file()
+        and utils.is_checkpoint_finalized(step_dir)
         and all((step_dir / item).is_dir() for item in _ITEMS)
     )
 
@@ -114,23 +128,19 @@ def complete_steps(root: Path) -> list[int]:
     return sorted(int(child.name) for child in root.iterdir() if is_complete(child))
 
 
-def latest_checkpoint(root: Path) -> CheckpointRef | None:
-    steps = complete_steps(root)
-    return CheckpointRef(Path(root), steps[-1]) if steps else None
-
-
 def _unsafe_files(directory: Path) -> list[str]:
     return sorted(
         child.name for child in directory.iterdir() if child.is_file() and looks_like_pickle(child)
     )
 
 
-def find_checkpoint(path: Path) -> CheckpointRef:
-    """Resolve trainer.resume=PATH: a run directory, its `checkpoints/` directory, or one step.
+def find_checkpoints(path: Path) -> list[CheckpointRef]:
+    """Resolve trainer.resume=PATH: one step directory, or every complete step of a run
+    directory or its `checkpoints/` directory, newest first.
 
     Raises:
-      CheckpointError: PATH is missing, a file (a pickle, say: never loaded), or holds no
-        complete orbax checkpoint.
+      CheckpointError: PATH is missing, a file (a pickle, say: never loaded), an unfinished
+        step, or holds no complete orbax checkpoint.
     """
     path = Path(path)
     if not path.exists():
@@ -141,19 +151,19 @@ def find_checkpoint(path: Path) -> CheckpointRef:
             f"trainer.resume={str(path)!r} is {kind}, not an orbax checkpoint directory; "
             "refusing to load it (pickles are never loaded)"
         )
-    if path.name.isdigit() and (path / COMMIT_MARKER).exists():
-        if not is_complete(path):
-            raise CheckpointError(f"trainer.resume={str(path)!r} is an incomplete checkpoint")
-        return CheckpointRef(path.parent, int(path.name))
     if TMP_MARKER in path.name:
         raise CheckpointError(
             f"trainer.resume={str(path)!r} is a checkpoint that was never finished (a save was "
             "interrupted); point at the run directory to use the latest complete one"
         )
+    if path.name.isdigit() and any((path / item).exists() for item in _ITEMS):
+        if not is_complete(path):
+            raise CheckpointError(f"trainer.resume={str(path)!r} is an incomplete checkpoint")
+        return [CheckpointRef(path.parent, int(path.name))]
     for root in (path / CHECKPOINT_DIR, path):
-        found = latest_checkpoint(root)
-        if found is not None:
-            return found
+        steps = complete_steps(root)
+        if steps:
+            return [CheckpointRef(root, step) for step in reversed(steps)]
     unsafe = _unsafe_files(path) + (
         _unsafe_files(path / CHECKPOINT_DIR) if (path / CHECKPOINT_DIR).is_dir() else []
     )
@@ -166,23 +176,35 @@ def find_checkpoint(path: Path) -> CheckpointRef:
     )
 
 
+def set_aside(step_dir: Path, why: str) -> Path:
+    """Rename a step directory that cannot be used to `<step>.unusable[-k]` (never deleted), so
+    that a new save of that step does not collide with it."""
+    step_dir = Path(step_dir)
+    target, k = step_dir.with_name(f"{step_dir.name}.unusable"), 1
+    while target.exists():
+        target, k = step_dir.with_name(f"{step_dir.name}.unusable-{k}"), k + 1
+    step_dir.rename(target)
+    print(f"note: checkpoint {step_dir} {why}; kept as {target}")
+    return target
+
+
 # ---------------------------------------------------------------- writing
 
 
 def open_manager(root: Path, keep: int) -> ocp.CheckpointManager:
     """An orbax CheckpointManager for this run's checkpoints, keeping the newest `keep` steps.
 
-    Step directories left incomplete by a kill (no commit marker) and orbax's tmp directories
-    are removed first, so they never shadow or collide with a new save.
+    orbax itself removes its unfinished temporaries (cleanup_tmp_directories); a step directory
+    it would count although it is incomplete is set aside (renamed, not deleted) so it never
+    collides with a new save.
     """
     import orbax.checkpoint as ocp
 
     root = Path(root)
     if root.is_dir():
-        for child in root.iterdir():
+        for child in sorted(root.iterdir()):
             if child.is_dir() and child.name.isdigit() and not is_complete(child):
-                print(f"note: removing incomplete checkpoint {child}")
-                shutil.rmtree(child)
+                set_aside(child, "is incomplete")
     options = ocp.CheckpointManagerOptions(
         max_to_keep=keep, create=True, cleanup_tmp_directories=True
     )
@@ -234,8 +256,7 @@ _CHECKED = (
     ("optimizer", "optimizer"),
     ("precision", "precision"),
     ("engine", "engine"),
-    ("seeds", "member seeds"),
-    ("learning_rates", "member learning rates"),
+    ("n_members", "members"),
 )
 
 
@@ -252,7 +273,7 @@ def check_compatible(found: dict[str, Any], expected: dict[str, Any], where: Pat
             )
         else:
             detail = f"it has {label} {theirs!r}, but this run has {ours!r}"
-        raise CheckpointError(f"checkpoint {where} does not match this run: {detail}")
+        raise CheckpointMismatch(f"checkpoint {where} does not match this run: {detail}")
 
 
 def _restore(ref: CheckpointRef, **items: Any) -> Any:
@@ -275,15 +296,22 @@ def read_metadata(ref: CheckpointRef) -> dict[str, Any]:
     return dict(_restore(ref, meta=ocp.args.JsonRestore()).meta)
 
 
+def read_progress(ref: CheckpointRef) -> dict[str, Any]:
+    """The `progress` item of one checkpoint, non-finite floats restored (JSON only)."""
+    import orbax.checkpoint as ocp
+
+    return _decode_floats(dict(_restore(ref, progress=ocp.args.JsonRestore()).progress))
+
+
 def restore_checkpoint(
     ref: CheckpointRef, like: TrainState, expected: dict[str, Any]
-) -> tuple[TrainState, dict[str, Any]]:
+) -> tuple[TrainState, dict[str, Any], dict[str, Any]]:
     """Restore one checkpoint into the structure, dtypes and shardings of `like`.
 
     The metadata are compared with `expected` (run_metadata of this run) before any array is read.
 
     Returns:
-      (state, progress): progress is the JSON record given to `save_checkpoint`.
+      (state, progress, metadata): progress is the JSON record given to `save_checkpoint`.
 
     Raises:
       CheckpointError: mismatched architecture/dataset/optimizer/precision/members/engine, or
@@ -300,7 +328,10 @@ def restore_checkpoint(
     tree = restored.state
     key = jax.random.wrap_key_data(tree["key"], impl=metadata.get("key_impl", "threefry2x32"))
     state = TrainState(tree["params"], tree["opt_state"], key, tree["epoch"])
-    return state, _decode_floats(dict(restored.progress))
+    epoch = int(np.max(np.asarray(state.epoch)))
+    if epoch != ref.step:
+        raise CheckpointError(f"checkpoint {ref.path} holds epoch {epoch}, not {ref.step}")
+    return state, _decode_floats(dict(restored.progress)), metadata
 
 
 _NON_FINITE = {"float:nan": math.nan, "float:inf": math.inf, "float:-inf": -math.inf}

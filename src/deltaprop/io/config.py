@@ -8,14 +8,16 @@ work starts and names the key and the bad value.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
+from deltaprop.errors import InputError
 
-class ConfigError(ValueError):
+
+class ConfigError(InputError):
     """A config value that composes but cannot be trained with (names the key and the value)."""
 
 
@@ -62,6 +64,7 @@ class TrainerConfig:
     checkpoint_every: int = 0  # epochs between checkpoints; 0 = no checkpoints
     keep_checkpoints: int = 3
     resume: str | None = None  # PATH (run dir or checkpoint) | auto
+    resume_changes: list[str] = field(default_factory=list)  # settings a resume may change
     debug_nans: bool = False
     # vectorized sweeps
     num_seeds: int = 1
@@ -112,7 +115,17 @@ class Config:
     seed: int = 0
     objective: str = "val/best_loss"  # what experiments/train.py returns to a Hydra sweeper
     run_dir: str | None = None  # default: Hydra's run directory, else ./outputs/<time>
+    run_dir_exists: str = "error"  # error | overwrite: a run directory with an earlier run's outputs
     experiment_name: str = "default"
+
+
+# `from __future__ import annotations` makes field types strings: the nested schemas by name.
+_SCHEMAS = {
+    "ModelConfig": ModelConfig, "DatasetConfig": DatasetConfig,
+    "OptimizerConfig": OptimizerConfig, "TrainerConfig": TrainerConfig,
+    "LoggerConfig": LoggerConfig, "SweepConfig": SweepConfig,
+    "WorkedExampleConfig": WorkedExampleConfig,
+}
 
 
 def register_configs() -> None:
@@ -137,7 +150,12 @@ _CHOICES = {
     "sweep.engine": ("packed", "vmap"),
     "worked_example.mode": ("default", "by_hand"),
     "logger.mode": ("offline", "online", "disabled"),
+    "run_dir_exists": ("error", "overwrite"),
 }
+SEED_LIMIT = 2**32  # jax.random.key takes seeds in [0, 2³²)
+# Characters W&B does not allow in a project or entity name, and its longest tag.
+_WANDB_FORBIDDEN = set("/\\#?%:")
+_WANDB_TAG_LENGTH = 64
 
 
 def _get(cfg: Any, dotted: str) -> Any:
@@ -152,37 +170,48 @@ def _bad(key: str, value: Any, requirement: str) -> ConfigError:
 
 
 def validate_config(cfg: Any) -> None:
-    """Check the ranges Hydra cannot; raise ConfigError naming the first bad key and value."""
+    """Check what Hydra cannot: ranges, keys added with `+` that the schema lacks, seeds, and the
+    W&B names; raise ConfigError naming the first bad key and value."""
+    _check_known_keys(cfg)
     for key, choices in _CHOICES.items():
         value = _get(cfg, key)
         if value not in choices:
             raise _bad(key, value, f"must be one of {', '.join(choices)}")
+    _check_model_and_data(cfg)
+    _check_optimizer(cfg)
+    _check_trainer(cfg)
+    _check_logger(cfg.logger)
+
+
+def _check_known_keys(cfg: Any, schema: type = Config, prefix: str = "") -> None:
+    """Every key is one the schema declares: `+trainer.epoch=2` would otherwise be ignored."""
+    known = {f.name: f for f in fields(schema)}
+    for key in cfg:
+        if key == "hydra" and not prefix:
+            continue
+        if key not in known:
+            raise ConfigError(
+                f"{prefix}{key} is not a config key (added with '+'?); the keys of "
+                f"{prefix.rstrip('.') or 'the config'} are: {', '.join(known)}"
+            )
+        kind = known[key].type
+        kind = _SCHEMAS.get(kind, kind) if isinstance(kind, str) else kind
+        if is_dataclass(kind) and cfg[key] is not None:
+            _check_known_keys(cfg[key], kind, f"{prefix}{key}.")
+
+
+def _check_model_and_data(cfg: Any) -> None:
     hidden = list(_get(cfg, "model.hidden"))
-    for width in hidden:
-        if width < 1:
-            raise _bad("model.hidden", hidden, "every width must be >= 1")
-    lr = _get(cfg, "optimizer.lr")
-    if not (math.isfinite(lr) and lr > 0):
-        raise _bad("optimizer.lr", lr, "must be finite and > 0")
-    for lr_value in _get(cfg, "sweep.lr"):
-        if not (math.isfinite(lr_value) and lr_value > 0):
-            raise _bad("sweep.lr", list(_get(cfg, "sweep.lr")), "every lr must be finite and > 0")
-    positive_ints = (
-        "trainer.epochs", "trainer.batch_size", "trainer.eval_every",
-        "trainer.keep_checkpoints", "trainer.num_seeds", "dataset.n_samples",
-        "worked_example.batch", "worked_example.digits", "worked_example.page_steps",
-    )
-    for key in positive_ints:
-        if _get(cfg, key) < 1:
-            raise _bad(key, _get(cfg, key), "must be >= 1")
-    non_negative = (
-        "optimizer.weight_decay", "optimizer.momentum", "trainer.checkpoint_every",
-        "optimizer.warmup_epochs", "dataset.noise",
-    )
-    for key in non_negative:
-        value = _get(cfg, key)
-        if not (math.isfinite(value) and value >= 0):
-            raise _bad(key, value, "must be finite and >= 0")
+    if any(width < 1 for width in hidden):
+        raise _bad("model.hidden", hidden, "every width must be >= 1")
+    for key in ("seed", "dataset.seed"):
+        seed = _get(cfg, key)
+        if seed is not None and not 0 <= seed < SEED_LIMIT:
+            raise _bad(key, seed, f"must be in [0, 2**32) = [0, {SEED_LIMIT})")
+    for key in ("dataset.n_samples", "worked_example.batch", "worked_example.digits",
+                "worked_example.page_steps"):
+        _at_least_one(cfg, key)
+    _non_negative(cfg, "dataset.noise")
     for key in ("dataset.val_fraction", "dataset.test_fraction"):
         value = _get(cfg, key)
         if not 0 < value < 1:
@@ -192,10 +221,65 @@ def validate_config(cfg: Any) -> None:
         raise _bad(
             "dataset.val_fraction + dataset.test_fraction", total, "must leave >= 10% for training"
         )
+    if _get(cfg, "dataset.name") == "csv" and not _get(cfg, "dataset.path"):
+        raise _bad("dataset.path", _get(cfg, "dataset.path"), "dataset=csv needs a CSV file path")
+
+
+def _check_optimizer(cfg: Any) -> None:
+    lr = _get(cfg, "optimizer.lr")
+    if not (math.isfinite(lr) and lr > 0):
+        raise _bad("optimizer.lr", lr, "must be finite and > 0")
+    for lr_value in _get(cfg, "sweep.lr"):
+        if not (math.isfinite(lr_value) and lr_value > 0):
+            raise _bad("sweep.lr", list(_get(cfg, "sweep.lr")), "every lr must be finite and > 0")
+    _non_negative(cfg, "optimizer.weight_decay")
+    for key in ("optimizer.momentum", "optimizer.b1", "optimizer.b2"):
+        value = _get(cfg, key)
+        if not 0 <= value < 1:
+            raise _bad(key, value, "must be in [0, 1)")
+    decay_rate = _get(cfg, "optimizer.decay_rate")
+    if not 0 < decay_rate <= 1:
+        raise _bad("optimizer.decay_rate", decay_rate,
+                   "must be in (0, 1]: the learning rate at the end over the one at the start")
+    _non_negative(cfg, "optimizer.warmup_epochs")
+    warmup, epochs = _get(cfg, "optimizer.warmup_epochs"), _get(cfg, "trainer.epochs")
+    if warmup and warmup >= epochs:
+        raise _bad("optimizer.warmup_epochs", warmup,
+                   f"must be shorter than the run (trainer.epochs={epochs})")
+
+
+def _check_trainer(cfg: Any) -> None:
+    for key in ("trainer.epochs", "trainer.batch_size", "trainer.eval_every",
+                "trainer.keep_checkpoints", "trainer.num_seeds"):
+        _at_least_one(cfg, key)
+    _non_negative(cfg, "trainer.checkpoint_every")
     if _get(cfg, "trainer.distributed") and not _get(cfg, "trainer.data_parallel"):
         raise _bad(
             "trainer.distributed", True, "needs trainer.data_parallel=true (else every host "
             "trains the same model alone)"
         )
-    if _get(cfg, "dataset.name") == "csv" and not _get(cfg, "dataset.path"):
-        raise _bad("dataset.path", _get(cfg, "dataset.path"), "dataset=csv needs a CSV file path")
+
+
+def _check_logger(logger: Any) -> None:
+    if logger.name != "wandb":
+        return
+    for key in ("project", "entity"):
+        value = logger[key]
+        if value is not None and (not value or set(value) & _WANDB_FORBIDDEN or len(value) > 128):
+            raise _bad(f"logger.{key}", value,
+                       "a W&B name is 1-128 characters, none of / \\ # ? % :")
+    for tag in logger.tags:
+        if not 0 < len(tag) <= _WANDB_TAG_LENGTH:
+            raise _bad("logger.tags", list(logger.tags),
+                       f"every tag must be 1-{_WANDB_TAG_LENGTH} characters")
+
+
+def _at_least_one(cfg: Any, key: str) -> None:
+    if _get(cfg, key) < 1:
+        raise _bad(key, _get(cfg, key), "must be >= 1")
+
+
+def _non_negative(cfg: Any, key: str) -> None:
+    value = _get(cfg, key)
+    if not (math.isfinite(value) and value >= 0):
+        raise _bad(key, value, "must be finite and >= 0")

@@ -10,7 +10,12 @@ the values or the shapes at fault.
 
 from __future__ import annotations
 
+import bz2
+import codecs
 import csv
+import gzip
+import io
+import lzma
 import math
 import warnings
 from collections import Counter
@@ -23,11 +28,13 @@ import numpy as np
 from sklearn import datasets as sklearn_datasets
 from sklearn.model_selection import train_test_split
 
+from deltaprop.errors import InputError
+
 # Distinct bad label values listed in an error message before it says "...".
 _MAX_VALUES_SHOWN = 10
 
 
-class DataError(ValueError):
+class DataError(InputError):
     """Bad data, found before training starts; the message names column/values/shapes."""
 
 
@@ -198,24 +205,41 @@ def _digits_binary() -> Dataset:
 # ---------------------------------------------------------------- CSV files
 
 
-def _read_csv(path: Any, label: str) -> Dataset:
-    """Read a CSV with a header row; column `label` is y, every other column a feature."""
-    if not path or not Path(path).is_file():
-        raise DataError(f"dataset.path={path!r}: file not found")
-    with open(path, newline="") as handle:
-        reader = csv.reader(handle)
-        header = [name.strip() for name in next(reader, [])]
-        if not header:
-            raise DataError(f"{path}: the file is empty; a header row is required")
-        repeated = sorted(name for name, count in Counter(header).items() if count > 1)
-        if repeated:
-            raise DataError(f"{path}: column names must be unique; repeated: {', '.join(repeated)}")
-        if label not in header:
-            raise DataError(
-                f"dataset.label={label!r} is not a column of {path}; "
-                f"columns are: {', '.join(header)}"
-            )
-        rows = []
+# The first bytes of the compressed files read transparently, and the module that opens each.
+_COMPRESSION = ((b"\x1f\x8b", gzip), (b"BZh", bz2), (b"\xfd7zXZ\x00", lzma))
+_BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"),
+         (codecs.BOM_UTF16_BE, "utf-16"))
+
+
+def _open_text(path: Path):
+    """The file as text: gzip, bz2 or xz compressed or not (by its first bytes), UTF-8 or
+    UTF-16 with a byte-order mark; DataError naming the file and the problem otherwise."""
+    with open(path, "rb") as raw:
+        head = raw.read(6)
+    opener = next((module.open for magic, module in _COMPRESSION if head.startswith(magic)), open)
+    encoding = "utf-8"
+    try:
+        with opener(path, "rb") as binary:
+            start = binary.read(4)
+        encoding = next((name for bom, name in _BOMS if start.startswith(bom)), "utf-8")
+        with opener(path, "rt", encoding=encoding, newline="") as text:
+            content = text.read()
+    except UnicodeDecodeError as error:
+        raise DataError(
+            f"{path} is not {encoding.upper()} text (byte {error.object[error.start]:#04x} at "
+            f"position {error.start}); save it as UTF-8 CSV"
+        ) from None
+    except (OSError, EOFError, lzma.LZMAError) as error:
+        raise DataError(f"{path} cannot be read: {error}") from None
+    if "\x00" in content:
+        raise DataError(f"{path} holds NUL bytes: a binary file, not a CSV text file")
+    return io.StringIO(content)
+
+
+def _numeric_rows(reader, header: list[str], path: Any) -> list[list[float]]:
+    """Every non-empty row after the header as floats; DataError naming the row and column."""
+    rows = []
+    try:
         for row_number, cells in enumerate((cells for cells in reader if cells), start=1):
             if len(cells) != len(header):
                 raise DataError(
@@ -232,6 +256,30 @@ def _read_csv(path: Any, label: str) -> Dataset:
                         f"at row {row_number} (line {reader.line_num})"
                     ) from None
             rows.append(values)
+    except csv.Error as error:
+        raise DataError(f"{path}: not a readable CSV file at line {reader.line_num}: {error}") \
+            from None
+    return rows
+
+
+def _read_csv(path: Any, label: str) -> Dataset:
+    """Read a CSV with a header row; column `label` is y, every other column a feature."""
+    if not path or not Path(path).is_file():
+        raise DataError(f"dataset.path={path!r}: file not found")
+    with _open_text(Path(path)) as handle:
+        reader = csv.reader(handle)
+        header = [name.strip() for name in next(reader, [])]
+        if not header:
+            raise DataError(f"{path}: the file is empty; a header row is required")
+        repeated = sorted(name for name, count in Counter(header).items() if count > 1)
+        if repeated:
+            raise DataError(f"{path}: column names must be unique; repeated: {', '.join(repeated)}")
+        if label not in header:
+            raise DataError(
+                f"dataset.label={label!r} is not a column of {path}; "
+                f"columns are: {', '.join(header)}"
+            )
+        rows = _numeric_rows(reader, header, path)
     table = np.asarray(rows, dtype=np.float64).reshape(len(rows), len(header))
     label_index = header.index(label)
     feature_indices = [i for i in range(len(header)) if i != label_index]
@@ -348,9 +396,21 @@ def check_feature_count(x: np.ndarray, n_inputs: int) -> None:
         )
 
 
-def _fit_standardizer(x_train: np.ndarray) -> Standardizer:
-    mean = x_train.mean(axis=0)
-    std = x_train.std(axis=0)
+def _fit_standardizer(x_train: np.ndarray, feature_names: tuple[str, ...]) -> Standardizer:
+    """Per-column mean and std in float64; DataError for a column whose scale overflows it."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean = x_train.mean(axis=0)
+        std = x_train.std(axis=0)
+    overflowing = [name for name, m, d in zip(feature_names, mean, std)
+                   if not (np.isfinite(m) and np.isfinite(d))]
+    if overflowing:
+        largest = np.max(np.abs(x_train), axis=0)
+        shown = ", ".join(f"{name!r} (|x| up to {largest[feature_names.index(name)]:.3g})"
+                          for name in overflowing)
+        raise DataError(
+            f"features too large to standardize in float64 (their variance overflows): {shown}; "
+            "rescale these columns"
+        )
     # A constant column's std is 0 (or rounding error away from it): divide by 1 instead.
     constant = std <= 1e-12 * np.maximum(1.0, np.abs(mean))
     return Standardizer(mean=mean, std=np.where(constant, 1.0, std))
@@ -409,7 +469,7 @@ def split_and_standardize(
     )
     _warn_if_single_class(data, y_train)
 
-    standardizer = _fit_standardizer(x_train)
+    standardizer = _fit_standardizer(x_train, tuple(data.feature_names))
     return Splits(
         x_train=standardizer.transform(x_train),
         y_train=y_train,

@@ -21,6 +21,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from deltaprop.errors import InputError
 from deltaprop.network import Params, layer_sizes
 
 # Suffixes of formats that are (or may be) pickles: torch, joblib, numpy with allow_pickle.
@@ -28,7 +29,7 @@ PICKLE_SUFFIXES = (".pkl", ".pickle", ".pt", ".pth", ".ckpt", ".joblib", ".npy",
 _TENSOR_NAME = re.compile(r"layer_(\d+)/(W|b)")
 
 
-class UnsafeFileError(ValueError):
+class UnsafeFileError(InputError):
     """A parameter file that is not in a format we load without executing anything."""
 
 

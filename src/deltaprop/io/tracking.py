@@ -7,9 +7,12 @@ Nothing here is ever called from inside jitted code.
 
 from __future__ import annotations
 
+import netrc
 import os
+import socket
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 
 class NullLogger:
@@ -101,6 +104,50 @@ class WandbLogger(NullLogger):
         if not self.finished:
             self.finished = True
             self.run.finish(exit_code=exit_code)
+
+
+ONLINE_PROBE_SECONDS = 3.0  # how long logger.mode=online waits to reach the W&B server
+
+
+def resolve_mode(logger_cfg: Any) -> Any:
+    """logger_cfg, with mode=online turned into offline (and one warning line) when no API key is
+    configured or the W&B server cannot be reached within a few seconds: the run is logged
+    offline instead of stalling or failing after training (upload later with `wandb sync`)."""
+    if logger_cfg.name != "wandb" or logger_cfg.mode != "online":
+        return logger_cfg
+    base_url = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")
+    host = urlparse(base_url).hostname or base_url
+    problem = None
+    if not _has_api_key(host):
+        problem = "no W&B API key is configured (set WANDB_API_KEY or run `wandb login`)"
+    elif not _reachable(base_url):
+        problem = f"{host} cannot be reached within {ONLINE_PROBE_SECONDS:g} s"
+    if problem is None:
+        return logger_cfg
+    print(f"warning: logger.mode=online, but {problem}; logging offline instead "
+          "(upload later with: wandb sync <run dir>/wandb/offline-run-*)")
+    from omegaconf import OmegaConf
+
+    return OmegaConf.merge(logger_cfg, {"mode": "offline"})
+
+
+def _has_api_key(host: str) -> bool:
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        return netrc.netrc().authenticators(host) is not None
+    except (FileNotFoundError, netrc.NetrcParseError):
+        return False
+
+
+def _reachable(base_url: str) -> bool:
+    parsed = urlparse(base_url)
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parsed.hostname, port), timeout=ONLINE_PROBE_SECONDS):
+            return True
+    except OSError:
+        return False
 
 
 def make_logger(

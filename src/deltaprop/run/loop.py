@@ -29,8 +29,10 @@ import jax.numpy as jnp
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from deltaprop.errors import EXIT_INTERRUPTED, RunInterrupted
 from deltaprop.gradient_check import gradcheck
-from deltaprop.io import checkpoints
+from deltaprop.io import checkpoints, tracking
+from deltaprop.io.rundir import check_run_dir
 from deltaprop.io.tracking import NullLogger, make_logger
 from deltaprop.metrics import IDENTITY, aggregate, member_rows, metric_keys, split_metrics
 from deltaprop.nan_guard import (
@@ -40,7 +42,7 @@ from deltaprop.nan_guard import (
     divergence_message,
     locate_nan,
 )
-from deltaprop.run import outputs
+from deltaprop.run import outputs, resume
 from deltaprop.run.engines import Engine
 from deltaprop.run.setup import (
     GRADCHECK_MAX_PARAMS,
@@ -74,16 +76,26 @@ class MemberRecord:
 
 
 def run_epochs(record: Recorder, engine: Engine, state: TrainState) -> TrainState:
-    """Train from the recorder's start epoch to the last, recording as configured."""
+    """Train from the recorder's start epoch to the last, recording as configured.
+
+    Raises:
+      RunInterrupted: Ctrl-C; the state after the last completed epoch is checkpointed first
+        (when checkpointing is on).
+    """
     arrays = record.setup.arrays
-    for epoch in record.epochs():
-        new_state, epoch_losses, finite = record.train_epoch(epoch, state)
-        results = engine.evaluate(new_state.params, arrays) if record.evaluate_now(epoch) else None
-        epoch_losses, finite, results = jax.device_get((epoch_losses, finite, results))
-        state = record.guard(epoch, state, new_state, epoch_losses, finite, results)
-        if results is not None:
-            record.log(epoch, epoch_losses, results)
-        record.checkpoint(epoch, state)
+    epoch = record.start_epoch
+    try:
+        for epoch in record.epochs():
+            new_state, epoch_losses, finite = record.train_epoch(epoch, state)
+            results = engine.evaluate(new_state.params, arrays) if record.evaluate_now(epoch) \
+                else None
+            epoch_losses, finite, results = jax.device_get((epoch_losses, finite, results))
+            state = record.guard(epoch, state, new_state, epoch_losses, finite, results)
+            if results is not None:
+                record.log(epoch, epoch_losses, results)
+            record.checkpoint(epoch, state)
+    except KeyboardInterrupt:
+        raise record.interrupted(state) from None
     return state
 
 
@@ -100,6 +112,8 @@ class Recorder:
         self.summary_logger = NullLogger()
         self.manager = None
         self.start_epoch = 0
+        self.source: checkpoints.CheckpointRef | None = None  # the checkpoint resumed from
+        self.resume_changes: list[dict[str, Any]] = []  # settings changed on a resume
         self.is_main = jax.process_index() == 0  # several hosts: only process 0 writes
         self.bar = None
         self.last_evaluation: tuple[int, dict[str, Any]] | None = None  # (epoch, results)
@@ -118,27 +132,44 @@ class Recorder:
                 self.manager.close()
             if self.bar is not None:
                 self.bar.close()
+            code = EXIT_INTERRUPTED if error_type and issubclass(error_type, KeyboardInterrupt) \
+                else 1
             for logger in [*self.loggers, self.summary_logger]:  # still open: the run failed
-                logger.finish(1)
+                logger.finish(code)
 
     def restore_or(self, state: TrainState) -> TrainState:
-        """The checkpoint trainer.resume names, else `state`; then open the W&B runs."""
-        source = self._resume_source()
-        if source is not None:
-            state, progress = checkpoints.restore_checkpoint(source, state, self.setup.metadata)
-            self._load(progress)
-            self.start_epoch = int(np.max(np.asarray(state.epoch)))
-            self._check_resumable(source)
-            print(f"resuming from {source.path} (epoch {self.start_epoch} of "
-                  f"{self.trainer.epochs})")
+        """The newest restorable checkpoint trainer.resume names, else `state`; then open the
+        W&B runs. Refuses a directory with an earlier run's outputs unless resuming them."""
+        run_dir, root = self.setup.run_dir, self.setup.run_dir / checkpoints.CHECKPOINT_DIR
+        candidates = resume.resume_candidates(self.trainer.resume, run_dir)
+        if self.is_main:
+            here = bool(candidates) and candidates[0].root.resolve() == root.resolve()
+            check_run_dir(run_dir, resuming=here, exists=self.cfg.run_dir_exists)
+        if candidates:
+            state = self._resume(candidates, state, root)
         if self.trainer.checkpoint_every:
-            root = self.setup.run_dir / checkpoints.CHECKPOINT_DIR
-            _check_checkpoint_dir_free(root, source)
+            _check_checkpoint_dir_free(root, self.source)
             self.manager = checkpoints.open_manager(root, self.trainer.keep_checkpoints)
         self._open_loggers()
-        if source is None:
+        if self.source is None:
             self._log_gradcheck(state)
         return state
+
+    def _resume(self, candidates, fresh: TrainState, root: Path) -> TrainState:
+        named = list(self.trainer.resume_changes)
+        self.source, state, progress, changes = resume.restore_newest(
+            candidates, fresh, self.setup.metadata, named, root
+        )
+        self._load(progress)
+        self.start_epoch = int(np.max(np.asarray(state.epoch)))
+        self._check_resumable(self.source)
+        print(f"resuming from {self.source.path} (epoch {self.start_epoch} of "
+              f"{self.trainer.epochs})")
+        if changes:
+            listed = "; ".join(f"{c['key']} {c['old']!r} -> {c['new']!r}" for c in changes)
+            print(f"resuming with changed settings from epoch {self.start_epoch}: {listed}")
+            self.resume_changes += [{"epoch": self.start_epoch, **c} for c in changes]
+        return resume.with_changes(state, fresh, changes)
 
     def _check_resumable(self, source: checkpoints.CheckpointRef) -> None:
         epochs = self.trainer.epochs
@@ -155,25 +186,15 @@ class Recorder:
                 "trainer.epochs"
             )
 
-    def _resume_source(self) -> checkpoints.CheckpointRef | None:
-        resume = self.trainer.resume
-        if not resume:
-            return None
-        if resume == "auto":
-            root = self.setup.run_dir / checkpoints.CHECKPOINT_DIR
-            found = checkpoints.latest_checkpoint(root)
-            if found is None:
-                print(f"note: trainer.resume=auto: no complete checkpoint in {root}; starting fresh")
-            return found
-        return checkpoints.find_checkpoint(Path(resume))
-
     def _progress(self) -> dict[str, Any]:
         return {"members": [record.to_json() for record in self.records],
-                "group": self.group, "summary_run_id": self.summary_run_id}
+                "group": self.group, "summary_run_id": self.summary_run_id,
+                "resume_changes": self.resume_changes}
 
     def _load(self, progress: dict[str, Any]) -> None:
         self.records = [MemberRecord.from_json(saved) for saved in progress["members"]]
         self.group, self.summary_run_id = progress["group"], progress["summary_run_id"]
+        self.resume_changes = list(progress.get("resume_changes", []))
 
     def _open_loggers(self) -> None:
         """One W&B run per member (continued under its id on resume), and a sweep's summary run.
@@ -182,20 +203,23 @@ class Recorder:
         if not self.is_main:
             self.loggers = [NullLogger() for _ in setup.members]
             return
+        logger_cfg = tracking.resolve_mode(logger_cfg)  # online without W&B reachable: offline
+        recorded = {"resume_changes": self.resume_changes} if self.resume_changes else {}
         if not setup.sweep:
             name, group = hydra_job_identity(self.cfg)
-            config = OmegaConf.to_container(self.cfg, resolve=True)
+            config = OmegaConf.to_container(self.cfg, resolve=True) | recorded
             self.loggers.append(make_logger(logger_cfg, config, setup.run_dir, name=name,
                                             group=group, resume_id=self.records[0].run_id))
         else:
             self.group = self.group or sweep_group(self.cfg)
             for member, record in zip(setup.members, self.records):
                 self.loggers.append(make_logger(
-                    logger_cfg, member_config(self.cfg, member), setup.run_dir, name=member.name,
-                    group=self.group, resume_id=record.run_id,
+                    logger_cfg, member_config(self.cfg, member) | recorded, setup.run_dir,
+                    name=member.name, group=self.group, resume_id=record.run_id,
                 ))
             self.summary_logger = make_logger(
-                logger_cfg, OmegaConf.to_container(self.cfg, resolve=True), setup.run_dir,
+                logger_cfg, OmegaConf.to_container(self.cfg, resolve=True) | recorded,
+                setup.run_dir,
                 name=f"{self.group}-summary", group=self.group, job_type="sweep-summary",
                 resume_id=self.summary_run_id,
             )
@@ -341,6 +365,19 @@ class Recorder:
             checkpoints.save_checkpoint(
                 self.manager, state, epoch, self._progress(), self.setup.metadata
             )
+
+    def interrupted(self, state: TrainState) -> RunInterrupted:
+        """Ctrl-C: checkpoint the last completed epoch (if checkpointing is on); the error."""
+        epoch = int(np.max(np.asarray(state.epoch)))
+        saved = "checkpointing is off (trainer.checkpoint_every=0): nothing to resume from"
+        if self.manager is not None:
+            if self.manager.latest_step() != epoch:
+                checkpoints.save_checkpoint(self.manager, state, epoch, self._progress(),
+                                            self.setup.metadata)
+            self.manager.wait_until_finished()
+            saved = (f"checkpoint {self.manager.directory}/{epoch} saved; continue with "
+                     "trainer.resume=auto and the same run_dir")
+        return RunInterrupted(f"interrupted after epoch {epoch} of {self.trainer.epochs}; {saved}")
 
     def _say(self, line: str) -> None:
         if self.bar is not None and not self.bar.disable:

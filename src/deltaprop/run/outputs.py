@@ -1,5 +1,8 @@
 """What a finished run leaves behind: files in the run directory, W&B summaries, printed lines.
 
+What matters is written first (metrics, summary, parameters); the figures come last, and one
+that fails to draw is a warning, not a lost run.
+
 A single run (one member, no sweep axes):
     metrics.jsonl          one line per evaluation
     summary.json           final metrics
@@ -58,16 +61,26 @@ def write_run_outputs(
     logger.log_artifact("params", "model", params_path)
     if not figures:
         return
-    images = {
-        "plots/loss_curves": plots.plot_loss_curves(history, run_dir / "loss_curves.png"),
-        "plots/layer_norms": plots.plot_layer_norms(history, run_dir / "layer_norms.png"),
+    figures_to_draw = {
+        "loss_curves": lambda path: plots.plot_loss_curves(history, path),
+        "layer_norms": lambda path: plots.plot_layer_norms(history, path),
     }
     if splits.x_train.shape[1] == 2:
-        images["plots/decision_boundary"] = plots.plot_decision_boundary(
-            _chunked_probabilities(params), splits.x_train, splits.y_train,
-            run_dir / "decision_boundary.png",
+        figures_to_draw["decision_boundary"] = lambda path: plots.plot_decision_boundary(
+            _chunked_probabilities(params), splits.x_train, splits.y_train, path
         )
+    images = {f"plots/{name}": path for name, draw in figures_to_draw.items()
+              if (path := _drawn(draw, run_dir / f"{name}.png")) is not None}
     logger.log_images(images, step=step)
+
+
+def _drawn(draw, path: Path) -> Path | None:
+    """draw(path), or None with one warning line: a figure that fails loses nothing else."""
+    try:
+        return draw(path)
+    except Exception as error:  # noqa: BLE001  (matplotlib and friends raise many types)
+        print(f"warning: could not draw {path.name}: {type(error).__name__}: {error}")
+        return None
 
 
 def _chunked_probabilities(params: Params):
@@ -130,9 +143,10 @@ def write_sweep_outputs(
     by_lr = summarize_by_lr(finals, [key for key in BY_LR_KEYS if key in metric_keys(finals)])
     write_json(run_dir / "summary.json", summary | {"by_lr": by_lr})
     if figures:
-        paths["curves"] = plots.plot_sweep_curves(
-            _curves_by_lr(members, histories, finals), run_dir / "sweep_curves.png"
-        )
+        curves = _drawn(lambda path: plots.plot_sweep_curves(
+            _curves_by_lr(members, histories, finals), path), run_dir / "sweep_curves.png")
+        if curves is not None:
+            paths["curves"] = curves
     return by_lr, paths
 
 

@@ -30,6 +30,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from deltaprop.io.config import ConfigError
+
 DATA_AXIS = "data"
 
 COORDINATOR_ADDRESS = "JAX_COORDINATOR_ADDRESS"
@@ -77,7 +79,7 @@ def check_divisible(batch_size: int, n_train: int, mesh: Mesh) -> None:
     """The per-step batch must split evenly across the devices.
 
     Raises:
-      ValueError: naming the batch size, the device count and the nearest batch sizes that work.
+      ConfigError: naming the batch size, the device count and the nearest batch sizes that work.
     """
     devices = mesh.devices.size
     effective = min(batch_size, n_train)
@@ -88,7 +90,7 @@ def check_divisible(batch_size: int, n_train: int, mesh: Mesh) -> None:
         clipped = ""
         if effective != batch_size:
             clipped = f" (clipped to the {n_train} training examples)"
-        raise ValueError(
+        raise ConfigError(
             f"trainer.batch_size={batch_size}{clipped} must be divisible by the {devices} "
             f"devices of trainer.data_parallel=true: each device takes an equal share of every "
             f"batch; try trainer.batch_size={suggestion}"
@@ -101,7 +103,7 @@ def initialize_distributed(environ: Mapping[str, str] = os.environ) -> None:
     Does nothing if this process has already joined (a second job in the same process).
 
     Raises:
-      ValueError: no cluster environment found and no JAX_COORDINATOR_ADDRESS given, or
+      ConfigError: no cluster environment found and no JAX_COORDINATOR_ADDRESS given, or
         malformed JAX_NUM_PROCESSES / JAX_PROCESS_ID.
     """
     if jax.distributed.is_initialized():
@@ -114,11 +116,11 @@ def initialize_distributed(environ: Mapping[str, str] = os.environ) -> None:
             try:
                 settings[argument] = int(environ[name])
             except ValueError:
-                raise ValueError(f"{name}={environ[name]!r} must be an integer") from None
+                raise ConfigError(f"{name}={environ[name]!r} must be an integer") from None
     try:
         jax.distributed.initialize(**settings)
     except ValueError as error:
-        raise ValueError(
+        raise ConfigError(
             f"trainer.distributed=true could not start the distributed runtime ({error}). Run "
             f"under SLURM (srun / hydra/launcher=slurm) or Open MPI (mpirun), or set "
             f"{COORDINATOR_ADDRESS}=host:port, {NUM_PROCESSES} and {PROCESS_ID} on every process"

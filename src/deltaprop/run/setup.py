@@ -23,15 +23,34 @@ from omegaconf import DictConfig, OmegaConf
 
 from deltaprop.gradient_check import GradcheckReport, gradcheck
 from deltaprop.io.checkpoints import run_metadata
+from deltaprop.io.config import ConfigError
 from deltaprop.io.data import Splits, check_feature_count, load_dataset, split_and_standardize
 from deltaprop.network import Params
 from deltaprop.population import Member, initial_params, member_grid
 from deltaprop.precision import Precision, float64_scope, precision_of
 from deltaprop.run import parallel
+from deltaprop.run.resume import data_fingerprint, run_settings
 from deltaprop.training import batches_per_epoch, make_optimizer
 
 GRADCHECK_BATCH = 16
 GRADCHECK_MAX_PARAMS = 20_000  # finite differences cost 4 loss evaluations per parameter
+
+
+def objectives(n_outputs: int) -> list[str]:
+    """The metrics a run reports and a Hydra sweeper can optimize (AUC: one output only)."""
+    keys = ["train/epoch_loss", "val/best_loss"]
+    keys += [f"{split}/{name}" for split in ("train", "val", "test")
+             for name in ("loss", "acc", "auc") if name != "auc" or n_outputs == 1]
+    return keys
+
+
+def check_objective(objective: str, n_outputs: int) -> None:
+    """Raise ConfigError unless the run reports `objective`: a typo is found before training."""
+    if objective not in objectives(n_outputs):
+        raise ConfigError(
+            f"objective={objective!r} is not a metric this run reports; choose one of: "
+            f"{', '.join(objectives(n_outputs))}"
+        )
 
 
 def data_seed(cfg: DictConfig) -> int:
@@ -145,9 +164,12 @@ class RunSetup:
             parallel.check_divisible(cfg.trainer.batch_size, n_train, mesh)
         members = members_of(cfg)
         engine = engine_name(cfg)
+        check_objective(cfg.objective, splits.y_train.shape[1])
         metadata = run_metadata(
             sizes, cfg.dataset.name, splits.feature_names, cfg.optimizer.name,
             precision.name, [m.seed for m in members], [m.lr for m in members], engine,
+            settings=run_settings(cfg), data=data_fingerprint(splits),
+            epochs=int(cfg.trainer.epochs),
         )
         arrays = cast_splits(splits, precision.dtype)
         if mesh is not None:
@@ -201,7 +223,7 @@ def worked_example_inputs(
     `cfg.seed`; x, y are the first `batch` examples.
 
     Raises:
-      ValueError: batch outside 1..the number of examples.
+      ConfigError: batch outside 1..the number of examples.
     """
     if cfg.dataset.name == "xor_table":
         data = load_dataset(cfg.dataset, data_seed(cfg))
@@ -211,7 +233,7 @@ def worked_example_inputs(
         x_all, y_all, n_inputs = splits.x_train, splits.y_train, splits.x_train.shape[1]
     n_examples, batch = x_all.shape[0], int(batch)
     if not 1 <= batch <= n_examples:
-        raise ValueError(
+        raise ConfigError(
             f"worked_example.batch={batch} must be between 1 and the {n_examples} examples of "
             f"dataset={cfg.dataset.name}"
         )

@@ -18,15 +18,18 @@ from __future__ import annotations
 
 from typing import Any
 
+import jax
 from omegaconf import DictConfig
 
 from deltaprop.io import checkpoints
 from deltaprop.io.config import validate_config
+from deltaprop.io.rundir import run_dir_lock
 from deltaprop.nan_guard import TrainingDiverged, debug_nans_scope
 from deltaprop.precision import precision_scope
 from deltaprop.run import parallel
 from deltaprop.run.engines import EngineSpec, make_engine
 from deltaprop.run.loop import Recorder, run_epochs
+from deltaprop.run.resume import check_resume_changes
 from deltaprop.run.setup import RunSetup
 
 __all__ = ["TrainingDiverged", "train"]
@@ -40,12 +43,15 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     sweep/diverged, sweep/best_lr.
 
     Raises:
-      ConfigError, DataError, CheckpointError (all ValueError): bad input or an unusable
-        checkpoint, found before any training or W&B run starts.
+      InputError (ConfigError, DataError, CheckpointError, RunDirError): bad input, an unusable
+        checkpoint or a run directory in use, found before any training or W&B run starts.
       TrainingDiverged (RuntimeError): every member's loss or parameters became NaN/inf; the
         W&B runs are marked failed and the checkpoints saved before it are kept.
+      RunInterrupted (KeyboardInterrupt): Ctrl-C; a final checkpoint is saved first when
+        checkpointing is on.
     """
     validate_config(cfg)
+    check_resume_changes(cfg)
     if cfg.trainer.distributed:
         parallel.initialize_distributed()
     with (
@@ -55,7 +61,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     ):
         setup = RunSetup.from_config(cfg)
         engine, place = _engine(cfg, setup)
-        with Recorder(cfg, setup, engine) as record:
+        with (
+            run_dir_lock(setup.run_dir, enabled=jax.process_index() == 0),
+            Recorder(cfg, setup, engine) as record,
+        ):
             state = record.restore_or(place(engine.init()))
             state = run_epochs(record, engine, state)
             return record.finish(state)

@@ -1,0 +1,21 @@
+"""The errors a user can act on, and the exit codes the entry points give them.
+
+    0    the run finished
+    2    InputError: bad input (config, data, checkpoint, run directory), found before any work
+    3    TrainingDiverged (nan_guard.py): every member's loss or parameters stopped being finite
+    4    a gradient check failed (experiments/gradcheck.py)
+    130  interrupted (Ctrl-C); a final checkpoint is saved when checkpointing is on
+
+Anything else is a bug, and ends with its traceback.
+"""
+
+EXIT_OK, EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_GRADCHECK_FAILED, EXIT_INTERRUPTED = 0, 2, 3, 4, 130
+
+
+class InputError(ValueError):
+    """Bad input, found by deltaprop's own checks before any work; the message names the key,
+    the value, the file or the shapes at fault."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training; the message says what was saved and how to resume."""

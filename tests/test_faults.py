@@ -1,0 +1,265 @@
+"""Fault injection: kills during saves, damaged checkpoints, two writers, a full disk, and resumes
+with changed settings; each test asserts what was kept.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import EXPERIMENTS, assert_same_params, cli_env
+
+from deltaprop.io import checkpoints
+from deltaprop.io.checkpoints import CheckpointError, CheckpointMismatch, CheckpointRef
+from deltaprop.io.files import load_params
+from deltaprop.run.train import train
+
+SAVE_EVERY_EPOCH = ["trainer.checkpoint_every=1", "trainer.keep_checkpoints=50"]
+
+
+def train_cli(run_dir: Path, *overrides: str, **popen) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, str(EXPERIMENTS / "train.py"), f"run_dir={run_dir}", *overrides],
+        env=cli_env(), **popen,
+    )
+
+
+# ---------------------------------------------------------------- kills while saving
+
+
+@pytest.mark.slow
+def test_repeated_sigkills_during_saves_then_resume_are_bit_identical(tmp_path):
+    """Saves every epoch, so most kills land in one; three kills at random moments."""
+    config = ["logger=none", "logger.plots=false", "trainer.progress=false", "trainer.epochs=30",
+              "trainer.eval_every=3", "dataset.n_samples=200", "model.hidden=[8]",
+              "optimizer=adam", "optimizer.lr=0.02", *SAVE_EVERY_EPOCH]
+    reference = train_cli(tmp_path / "reference", *config, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
+    run_dir, rng, kills = tmp_path / "killed", random.Random(0), []
+    for attempt in range(3):
+        process = train_cli(run_dir, *config, *(["trainer.resume=auto"] if attempt else []),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        start_steps = len(checkpoints.complete_steps(run_dir / "checkpoints"))
+        deadline = time.monotonic() + 120
+        while (process.poll() is None and time.monotonic() < deadline
+               and len(checkpoints.complete_steps(run_dir / "checkpoints")) < start_steps + 2):
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0, 0.3))  # somewhere in the next saves
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+        kills.append(max(checkpoints.complete_steps(run_dir / "checkpoints")))
+    assert kills == sorted(kills) and kills[-1] < 30, kills
+    final = train_cli(run_dir, *config, "trainer.resume=auto", stdout=subprocess.PIPE,
+                      stderr=subprocess.PIPE, text=True)
+    _, err = final.communicate(timeout=300)
+    assert final.returncode == 0, err
+    assert reference.wait(timeout=300) == 0
+    assert_same_params(run_dir / "params.safetensors", tmp_path / "reference" / "params.safetensors")
+    assert ((run_dir / "metrics.jsonl").read_text()
+            == (tmp_path / "reference" / "metrics.jsonl").read_text())
+
+
+# ---------------------------------------------------------------- damaged checkpoints
+
+
+def damage(step_dir: Path, how: str) -> None:
+    files = sorted(path for path in (step_dir / "state").rglob("*") if path.is_file())
+    if how == "missing":
+        for path in files:
+            path.unlink()
+    else:
+        for path in files:
+            path.write_bytes(b"\x00garbage" * 3)
+
+
+@pytest.mark.parametrize("how", ["missing", "corrupt"])
+def test_a_damaged_latest_checkpoint_is_skipped_and_set_aside(make_cfg, tmp_path, capsys, how):
+    train(make_cfg("trainer.epochs=4", *SAVE_EVERY_EPOCH, run_dir=tmp_path / "reference"))
+    run_dir = tmp_path / "run"
+    train(make_cfg("trainer.epochs=4", *SAVE_EVERY_EPOCH))
+    (run_dir / "params.safetensors").rename(tmp_path / "first.safetensors")
+    damage(run_dir / "checkpoints" / "4", how)
+
+    train(make_cfg("trainer.epochs=4", *SAVE_EVERY_EPOCH, "trainer.resume=auto"))
+
+    out = capsys.readouterr().out
+    assert f"note: skipping checkpoint {run_dir / 'checkpoints' / '4'}: " in out
+    assert f"resuming from {run_dir / 'checkpoints' / '3'} (epoch 3 of 4)" in out
+    assert (run_dir / "checkpoints" / "4.unusable" / "state").is_dir()  # kept, not deleted
+    assert checkpoints.complete_steps(run_dir / "checkpoints") == [1, 2, 3, 4]  # 4 written anew
+    assert_same_params(run_dir / "params.safetensors", tmp_path / "reference" / "params.safetensors")
+
+
+def test_when_no_checkpoint_can_be_restored_nothing_is_touched(make_cfg, tmp_path):
+    train(make_cfg("trainer.epochs=2", *SAVE_EVERY_EPOCH))
+    root = tmp_path / "run" / "checkpoints"
+    for step in (1, 2):
+        damage(root / str(step), "corrupt")
+    before = sorted(str(path.relative_to(root)) for path in root.rglob("*"))
+    with pytest.raises(CheckpointError, match=r"none of the 2 checkpoints of .* could be "
+                                              r"restored \(nothing was changed\)"):
+        train(make_cfg("trainer.epochs=4", *SAVE_EVERY_EPOCH, "trainer.resume=auto"))
+    assert sorted(str(path.relative_to(root)) for path in root.rglob("*")) == before
+
+
+def test_a_step_without_orbax_commit_marker_is_still_used(make_cfg, tmp_path):
+    """orbax finalizes a local step by renaming it; the marker file is not what makes it whole."""
+    train(make_cfg("trainer.epochs=3", *SAVE_EVERY_EPOCH))
+    root = tmp_path / "run" / "checkpoints"
+    for step in (1, 2, 3):
+        (root / str(step) / checkpoints.COMMIT_MARKER).unlink(missing_ok=True)
+    assert checkpoints.complete_steps(root) == [1, 2, 3]
+    train(make_cfg("trainer.epochs=4", *SAVE_EVERY_EPOCH, "trainer.resume=auto"))
+    assert checkpoints.complete_steps(root) == [1, 2, 3, 4]  # nothing was removed
+
+
+# ---------------------------------------------------------------- two writers
+
+
+@pytest.mark.slow
+def test_a_second_run_in_the_same_directory_is_refused(tmp_path):
+    run_dir = tmp_path / "run"
+    config = ["logger=none", "logger.plots=false", "trainer.progress=false",
+              "trainer.epochs=1000000", "dataset.n_samples=200"]
+    first = train_cli(run_dir, *config, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not (run_dir / ".deltaprop.lock").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        second = train_cli(run_dir, *config, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True)
+        _, err = second.communicate(timeout=300)
+        assert second.returncode == 2, err
+        assert f"error: {run_dir} is in use by another run (pid {first.pid} on " in err
+        assert first.poll() is None  # the first run trains on, unharmed
+    finally:
+        first.kill()
+        first.wait()
+
+
+def test_a_directory_with_an_earlier_runs_outputs_is_refused(make_cfg, tmp_path):
+    from deltaprop.io.rundir import RunDirError
+
+    train(make_cfg("trainer.epochs=2"))
+    before = (tmp_path / "run" / "summary.json").read_text()
+    with pytest.raises(RunDirError, match="holds an earlier run's outputs"):
+        train(make_cfg("trainer.epochs=3"))
+    assert (tmp_path / "run" / "summary.json").read_text() == before
+    train(make_cfg("trainer.epochs=3", "run_dir_exists=overwrite"))
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["epoch"] == 3
+
+
+# ---------------------------------------------------------------- a full disk
+
+
+def test_a_full_disk_during_a_save_keeps_every_earlier_checkpoint(make_cfg, tmp_path, monkeypatch):
+    save = checkpoints.save_checkpoint
+
+    def full_at_epoch_3(manager, state, epoch, progress, metadata):
+        if epoch == 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return save(manager, state, epoch, progress, metadata)
+
+    monkeypatch.setattr(checkpoints, "save_checkpoint", full_at_epoch_3)
+    with pytest.raises(OSError, match="No space left on device"):
+        train(make_cfg("trainer.epochs=5", *SAVE_EVERY_EPOCH))
+    monkeypatch.undo()
+    root = tmp_path / "run" / "checkpoints"
+    assert checkpoints.complete_steps(root) == [1, 2]
+    train(make_cfg("trainer.epochs=5", *SAVE_EVERY_EPOCH, "trainer.resume=auto"))
+    train(make_cfg("trainer.epochs=5", run_dir=tmp_path / "reference"))
+    assert_same_params(tmp_path / "run" / "params.safetensors",
+                       tmp_path / "reference" / "params.safetensors")
+
+
+# ---------------------------------------------------------------- resume with changed settings
+
+
+CHANGES = [
+    ("optimizer.lr=0.3", "optimizer.lr 1.0 -> 0.3"),
+    ("seed=5", "seed 0 -> 5"),
+    ("trainer.batch_size=8", "trainer.batch_size 16 -> 8"),
+    ("dataset.noise=0.3", "dataset.noise 0.2 -> 0.3"),
+    ("optimizer.weight_decay=0.01", "optimizer.weight_decay 0.0 -> 0.01"),
+    ("optimizer.schedule=cosine", "optimizer.schedule 'constant' -> 'cosine'"),
+    ("trainer.grad=autodiff", "trainer.grad 'manual' -> 'autodiff'"),
+]
+
+
+@pytest.fixture(scope="module")
+def two_epochs(tmp_path_factory) -> Path:
+    from conftest import SMALL, compose_config
+
+    run_dir = tmp_path_factory.mktemp("two_epochs") / "run"
+    train(compose_config(*SMALL, f"run_dir={run_dir}", "trainer.epochs=2",
+                         "trainer.checkpoint_every=2"))
+    return run_dir
+
+
+@pytest.mark.parametrize(("override", "shown"), CHANGES, ids=[c[0] for c in CHANGES])
+def test_a_changed_setting_is_refused_unless_named(make_cfg, tmp_path, two_epochs, override,
+                                                   shown):
+    resume = f"trainer.resume={two_epochs}"
+    with pytest.raises(CheckpointMismatch, match=rf"other settings: {re.escape(shown)}[.;]"):
+        train(make_cfg("trainer.epochs=4", resume, override))
+    assert not (tmp_path / "run" / "summary.json").exists()
+    key = override.split("=")[0]
+    train(make_cfg("trainer.epochs=4", resume, override, f"trainer.resume_changes=[{key}]"))
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["epoch"] == 4
+
+
+def test_a_named_learning_rate_change_takes_effect_and_is_recorded(make_cfg, tmp_path, two_epochs,
+                                                                   recorded_runs):
+    resume = f"trainer.resume={two_epochs}"
+    train(make_cfg("trainer.epochs=4", resume, "trainer.checkpoint_every=4",
+                   run_dir=tmp_path / "same"))
+    train(make_cfg("trainer.epochs=4", resume, "trainer.checkpoint_every=4", "optimizer.lr=0.3",
+                   "trainer.resume_changes=[optimizer.lr]", "logger=wandb",
+                   run_dir=tmp_path / "changed"))
+    # Epochs 3 and 4 ran at lr 0.3: not the unchanged continuation.
+    same = load_params(tmp_path / "same" / "params.safetensors")
+    changed = load_params(tmp_path / "changed" / "params.safetensors")
+    assert not np.allclose(same[0]["W"], changed[0]["W"])
+    run = recorded_runs[-1]  # the changed run's
+    assert run.config["optimizer"]["lr"] == 0.3
+    assert run.config["resume_changes"] == [{"epoch": 2, "key": "optimizer.lr", "old": 1.0,
+                                             "new": 0.3}]
+    progress = checkpoints.read_progress(CheckpointRef(tmp_path / "changed" / "checkpoints", 4))
+    assert progress["resume_changes"][0]["new"] == 0.3
+
+
+# ---------------------------------------------------------------- Ctrl-C
+
+
+@pytest.mark.slow
+def test_ctrl_c_saves_a_final_checkpoint_and_exits_130(tmp_path):
+    run_dir = tmp_path / "run"
+    config = ["logger=none", "logger.plots=false", "trainer.progress=false",
+              "trainer.epochs=1000000", "trainer.eval_every=1000000", "dataset.n_samples=200",
+              "trainer.checkpoint_every=100"]
+    process = train_cli(run_dir, *config, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                        text=True)
+    deadline = time.monotonic() + 120
+    while not checkpoints.complete_steps(run_dir / "checkpoints") and time.monotonic() < deadline:
+        time.sleep(0.05)  # until training is well under way
+    time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert "Traceback" not in err
+    match = re.search(r"interrupted after epoch (\d+) of 1000000; checkpoint (\S+) saved; "
+                      r"continue with trainer.resume=auto", err)
+    assert match, err
+    epoch = int(match.group(1))
+    assert epoch >= 100 and checkpoints.complete_steps(run_dir / "checkpoints")[-1] == epoch
+    assert match.group(2) == f"{run_dir / 'checkpoints'}/{epoch}"
