@@ -263,3 +263,18 @@ def test_ctrl_c_saves_a_final_checkpoint_and_exits_130(tmp_path):
     epoch = int(match.group(1))
     assert epoch >= 100 and checkpoints.complete_steps(run_dir / "checkpoints")[-1] == epoch
     assert match.group(2) == f"{run_dir / 'checkpoints'}/{epoch}"
+
+
+@pytest.mark.slow
+def test_multirun_jobs_never_share_a_run_directory(tmp_path):
+    shared = tmp_path / "shared"
+    done = subprocess.run(
+        [sys.executable, str(EXPERIMENTS / "train.py"), "-m", "seed=0,1", f"run_dir={shared}",
+         "logger=none", "logger.plots=false", "trainer.progress=false", "trainer.epochs=2",
+         "dataset.n_samples=200", f"hydra.sweep.dir={tmp_path / 'sweep'}"],
+        env=cli_env(), capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert done.returncode != 0  # Hydra reports the job that failed
+    assert f"{shared} holds an earlier run's outputs" in done.stderr
+    summary = json.loads((shared / "summary.json").read_text())
+    assert summary["epoch"] == 2  # job 0's outputs, kept

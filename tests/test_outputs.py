@@ -77,3 +77,20 @@ def test_a_member_final_row_says_who_and_whether_it_diverged(diverged):
                                divergence)
     assert row == {"member": 3, "seed": 7, "lr": 0.5, "diverged": diverged is not None,
                    "diverged_epoch": diverged, "epoch": 2, "val/loss": 0.4, "test/acc": 0.8}
+
+
+def test_a_figure_that_fails_to_draw_is_a_warning_and_loses_nothing(make_cfg, tmp_path,
+                                                                  monkeypatch, capsys):
+    from deltaprop.io import plots
+
+    def broken(history, path):
+        raise MemoryError("no memory left for the figure")
+
+    monkeypatch.setattr(plots, "plot_loss_curves", broken)
+    train(make_cfg("logger.plots=true"))
+    run_dir = tmp_path / "run"
+    assert "warning: could not draw loss_curves.png: MemoryError: no memory left" in \
+        capsys.readouterr().out
+    for name in ("params.safetensors", "summary.json", "metrics.jsonl", "layer_norms.png"):
+        assert (run_dir / name).exists(), name
+    assert not (run_dir / "loss_curves.png").exists()
