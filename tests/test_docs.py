@@ -5,6 +5,7 @@ import re
 from pathlib import Path
 
 import pytest
+from conftest import compose_config
 
 # The module deltaprop.backprop (its docstring holds the equations).
 BACKPROP_MODULE = importlib.import_module("deltaprop.backprop")
@@ -52,7 +53,18 @@ REQUIRED_REFERENCES = {
     "deltaprop.diagnostics.layer_statistics",
     "deltaprop.gradient_check.gradcheck",
     "deltaprop.teaching.worked_example.worked_example",
+    "deltaprop.teaching.history.training_history",
+    "deltaprop.teaching.svg.format_svg",
+    "deltaprop.teaching.page.format_page",
 }
+# The textbook's column form beside the code's row form: one pair per line of the derivation.
+TEXTBOOK_AND_CODE = (
+    ("z^l = w^l a^{l−1} + b^l", "z_l = a_{l−1} W_l + b_l"),
+    ("δ^L = a^L − y", "δ_L = (a_L − y) / (N·n_L)"),
+    ("δ^l = ((w^{l+1})ᵀ δ^{l+1}) ⊙ σ'(z^l)", "δ_l = (δ_{l+1} W_{l+1}ᵀ) ⊙ a_l(1 − a_l)"),
+    ("∂C_x/∂b^l_j = δ^l_j", "∂L/∂b_l = Σ_batch δ_l"),
+    ("∂C_x/∂w^l_{ji} = a^{l−1}_i δ^l_j", "∂L/∂W_l = a_{l−1}ᵀ δ_l"),
+)
 
 
 @pytest.fixture(scope="module")
@@ -123,3 +135,58 @@ def test_named_entry_points_exist(doc):
     assert {"experiments/worked_example.py", "experiments/gradcheck.py"} <= scripts
     for script in scripts:
         assert (ROOT / script).is_file(), script
+
+
+def test_one_notation_two_deltas_and_the_index_map(doc):
+    assert "**W_l[i, j] = w^l_{ji}**" in doc
+    assert "δ_l[n, j] = δ^l_j(x_n) / (N·n_L)" in doc
+    for rule in ("BP1", "BP2", "BP3", "BP4"):
+        assert rule in doc
+    for textbook, code in TEXTBOOK_AND_CODE:
+        row = next(line for line in doc.splitlines() if textbook in line)
+        assert code in row, f"{textbook!r} and {code!r} are not side by side"
+    # the old conflation is gone: δ_L (the code's) is never written as a_L − y alone
+    assert not re.search(r"δ_L = a_L − y(?! \()", doc)
+    for module in (BACKPROP_MODULE, importlib.import_module("deltaprop.diagnostics")):
+        assert "δ^l" in module.__doc__  # the docstrings name the textbook's δ^l as well
+    assert "W_l[i, j] = w^l_{ji}" in BACKPROP_MODULE.__doc__
+
+
+@pytest.fixture(scope="module")
+def by_hand_example():
+    from deltaprop.run.setup import worked_example_inputs
+    from deltaprop.teaching.worked_example import worked_example
+
+    cfg = compose_config("experiment=worked_example_by_hand")
+    params, x, y = worked_example_inputs(cfg, cfg.worked_example.batch)
+    return worked_example(params, x, y, cfg.optimizer.lr)
+
+
+def test_the_calculator_walkthrough_quotes_the_current_output(doc, by_hand_example):
+    from deltaprop.teaching.render import format_console
+
+    section = doc[doc.index("## A calculator-sized example, by hand") :
+                  doc.index("## Stepping through training in the browser")]
+    assert "python experiments/worked_example.py worked_example.mode=by_hand" in section
+    printed = {line.strip() for line in format_console(by_hand_example, by_hand=True).splitlines()}
+    quoted = [line for block in re.findall(r"```text\n(.*?)```", section, flags=re.DOTALL)
+              for line in block.splitlines()]
+    assert len(quoted) >= 12
+    stale = [line for line in quoted if line.strip() not in printed]
+    assert not stale, stale
+
+
+def test_the_picture_in_the_docs_is_what_the_code_draws(doc, by_hand_example):
+    from deltaprop.teaching.svg import format_svg, picture_of_example
+
+    assert "](network.svg)" in doc
+    drawn = format_svg(picture_of_example(by_hand_example))
+    assert (ROOT / "docs" / "network.svg").read_text(encoding="utf-8") == drawn
+
+
+def test_the_page_and_its_screenshot_are_documented(doc):
+    assert "python experiments/worked_example.py worked_example.page=true" in doc
+    assert "](backprop_page.png)" in doc
+    assert (ROOT / "docs" / "backprop_page.png").stat().st_size > 20_000
+    assert "--screenshot=docs/backprop_page.png" in doc
+    assert "#step=3&phase=backward&layer=3" in doc

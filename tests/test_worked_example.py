@@ -47,6 +47,7 @@ def test_records_are_exactly_what_backprop_computes(batch, example):
 
 def test_layers_run_from_the_output_down(example):
     assert [record.layer for record in example.layers] == [5, 4, 3, 2]
+    assert [record.layer for record in example.forward_layers] == [2, 3, 4, 5]
     assert example.layer(5) is example.layers[0]
     assert example.layer(5).sigmoid_derivative is None  # σ' cancels at the output
     assert all(example.layer(layer).sigmoid_derivative is not None for layer in (2, 3, 4))
@@ -101,6 +102,34 @@ def test_update_is_gradient_descent_and_lowers_the_loss(batch, example):
     assert 0.3 < change / example.predicted_loss_change < 3
 
 
+def test_loss_changes_follow_the_taylor_series_at_eta_and_a_tenth(batch, example):
+    params, x, y = batch
+    at_eta, at_tenth = example.loss_changes
+    assert (at_eta.learning_rate, at_tenth.learning_rate) == (LEARNING_RATE, LEARNING_RATE / 10)
+    assert at_eta.actual == pytest.approx(example.loss_after - example.loss_before, rel=1e-12)
+    assert at_eta.first_order == pytest.approx(example.predicted_loss_change, rel=1e-15)
+    grads = [{"W": r.grad_weights, "b": r.grad_biases} for r in example.forward_layers]
+    squared = sum(float(np.sum(g[leaf] ** 2)) for g in grads for leaf in ("W", "b"))
+    assert example.squared_gradient_norm == pytest.approx(squared, rel=1e-14)
+
+    # gᵀHg is d²/dt² L(θ − t g) at t = 0: a central second difference in plain numpy agrees.
+    def loss_along(t):
+        moved = [{"W": p["W"] - t * g["W"], "b": p["b"] - t * g["b"]} for p, g in zip(params, grads)]
+        return _numpy_loss(moved, x, y)
+
+    h = 1e-3
+    second_difference = (loss_along(h) - 2 * loss_along(0.0) + loss_along(-h)) / h**2
+    assert example.curvature == pytest.approx(second_difference, rel=1e-5)
+    assert example.error_curvature < 1e-13
+    # The first order misses by about ½η gᵀHg/‖g‖²; a tenth of the step, a tenth of the miss.
+    assert abs(at_tenth.first_order_miss) == pytest.approx(abs(at_eta.first_order_miss) / 10,
+                                                           rel=0.3)
+    for change in (at_eta, at_tenth):
+        assert abs(change.second_order_miss) < abs(change.first_order_miss) / 5
+        assert abs(change.actual - change.first_order) == pytest.approx(
+            0.5 * change.learning_rate**2 * abs(example.curvature), rel=0.3)
+
+
 def test_too_large_a_step_fails_the_example(batch):
     overshoot = worked_example(*batch, learning_rate=1e4)
     assert not overshoot.loss_decreased
@@ -124,6 +153,15 @@ def test_bad_inputs_raise_before_any_work(batch):
         worked_example(params, x[:, :1], y, learning_rate=0.1)
 
 
+def test_the_by_hand_experiment_is_the_calculator_sized_case():
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=["experiment=worked_example_by_hand"])
+    assert cfg.dataset.name == "xor_table"
+    assert list(cfg.model.hidden) == [2, 2, 2]
+    assert cfg.worked_example.mode == "by_hand" and cfg.worked_example.batch == 1
+    assert cfg.optimizer.name == "sgd" and cfg.optimizer.lr == 1.0
+
+
 def test_the_entry_point_applies_the_worked_example_experiment_by_default():
     spec = importlib.util.spec_from_file_location("worked_example_script", SCRIPT)
     module = importlib.util.module_from_spec(spec)
@@ -138,6 +176,7 @@ def test_the_entry_point_applies_the_worked_example_experiment_by_default():
 
 
 def _run_script(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     return subprocess.run(
         [sys.executable, str(SCRIPT), f"hydra.run.dir={tmp_path}", "logger=none", *overrides],
         capture_output=True,
@@ -155,11 +194,39 @@ def test_entry_point_end_to_end(tmp_path):
     report = tmp_path / "worked_example.md"
     assert report.is_file()
     assert f"report: {report}" in result.stdout
+    assert f"picture: {tmp_path / 'network.svg'}" in result.stdout
+    assert "backprop.html" not in result.stdout  # worked_example.page is false by default
     assert "2-3-3-3-1" in result.stdout  # experiment=worked_example applied by default
     assert "N = 3 examples" in result.stdout
     assert "All checks passed" in result.stdout
+    assert "z_2[1,1] = " not in result.stdout  # the default mode prints tables only
     markdown = report.read_text(encoding="utf-8")
-    assert re.findall(r"^## Layer (\d)", markdown, flags=re.MULTILINE) == ["1", "5", "4", "3", "2"]
+    layers = re.findall(r"^#+ Layer (\d)", markdown, flags=re.MULTILINE)
+    assert layers == ["1", "2", "3", "4", "5", "5", "4", "3", "2"]
+    assert "](network.svg)" in markdown
+    assert (tmp_path / "network.svg").read_text(encoding="utf-8").startswith("<svg ")
+
+
+@pytest.mark.slow
+def test_by_hand_mode_is_the_calculator_case(tmp_path):
+    result = _run_script(tmp_path, "worked_example.mode=by_hand", "worked_example.digits=5")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert out.startswith("Worked example by hand: 5-layer sigmoid network 2-2-2-2-1")
+    assert "N = 1 example" in out and "(the XOR truth table, as it is)" in out
+    assert "rounded to 5 significant digits" in out
+    # forward 2 → 5 first, then backward 5 → 2, every unit's arithmetic with its numbers
+    order = ["z_2[1] = x[1] W_2[1,1] + x[2] W_2[2,1] + b_2[1] = (0)(", "a_5[1] = σ(z_5[1]) = ",
+             "δ_5[1] = (a_5[1] − y[1]) / (N·n_5) = (", "δ_4[1] = δ_5[1] W_5[1,1] σ'(z_4[1]) = (",
+             "δ_2[2] = (δ_3[1] W_3[2,1] + δ_3[2] W_3[2,2]) σ'(z_2[2]) = ((",
+             "W_2[1,1] ← W_2[1,1] − η ∂L/∂W_2[1,1] = "]
+    positions = [out.index(text) for text in order]
+    assert positions == sorted(positions)
+    assert "η/10 = 0.1" in out
+    assert "All checks passed" in out
+    four = _run_script(tmp_path / "four", "worked_example.mode=by_hand", "worked_example.batch=4")
+    assert four.returncode == 0, four.stderr
+    assert "N = 4 examples" in four.stdout and "δ_2[4,2] = " in four.stdout
 
 
 @pytest.mark.slow

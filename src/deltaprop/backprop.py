@@ -1,13 +1,26 @@
 """Backpropagation by hand: the δ recursion for sigmoid layers with binary cross-entropy.
 
-With L = mean over N·n_L elements of l(z_L, y) (losses.py), define δ_l = ∂L/∂z_l. Then
+Row form, as the code computes it: one example per row, a_l and z_l of shape (N, n_l), and
+W_l of shape (n_{l−1}, n_l), so that z_l = a_{l−1} W_l + b_l. With L = mean over N·n_L
+elements of l(z_L, y) (losses.py), define δ_l = ∂L/∂z_l, the error of the MEAN loss. Then
 
     δ_L = (a_L − y) / (N·n_L)                 σ' cancels against BCE: dl/dz = σ(z) − y
     δ_l = (δ_{l+1} W_{l+1}ᵀ) ⊙ a_l(1 − a_l)    σ'(z_l) = a_l(1 − a_l), read off the saved a_l
     ∂L/∂W_l = a_{l−1}ᵀ δ_l                     (N-sums: the 1/N of the mean lives in δ_L)
     ∂L/∂b_l = Σ_batch δ_l
 
-The textbook's per-example δ is N·n_L times this one, so ∂L/∂W_l = a_{l−1}ᵀ δ_l / N there.
+Two errors, two symbols. The textbook (Nielsen's BP1–BP4) works with one example x as a column
+vector, weights w^l of shape (n_l, n_{l−1}) with w^l_{ji} joining unit i of layer l − 1 to
+unit j of layer l (so W_l[i, j] = w^l_{ji}: W_l = (w^l)ᵀ), and the per-example error
+δ^l = ∂C_x/∂z^l (superscript), C_x the cross-entropy of x summed over the outputs:
+
+    δ^L = a^L − y                              (BP1, with cross-entropy)
+    δ^l = ((w^{l+1})ᵀ δ^{l+1}) ⊙ σ'(z^l)         (BP2)
+    ∂C_x/∂b^l_j = δ^l_j,  ∂C_x/∂w^l_{ji} = a^{l−1}_i δ^l_j     (BP3, BP4)
+
+and averages over the N examples. The two are the same numbers, rescaled:
+δ_l[n, j] = δ^l_j(x_n) / (N·n_L), and ∂L/∂W_l[i, j] = (1/N) Σ_n ∂C_{x_n}/∂w^l_{ji} / n_L
+(equal when n_L = 1). docs/backprop.md (Notation) has the full index map.
 No jax.grad, vjp, jvp or linearize is used in this module; `loss_fn_manual` wires the pass into
 `jax.custom_vjp` so optax and `jax.grad` can train on it.
 """
@@ -36,7 +49,7 @@ class BackpropTrace(NamedTuple):
     loss: jax.Array  # scalar mean BCE
     pre_activations: list[jax.Array]  # z_l, (N, n_l); z_L are the logits
     activations: list[jax.Array]  # a_l = σ(z_l), (N, n_l); a_1 = x
-    deltas: list[jax.Array]  # δ_l = ∂L/∂z_l, (N, n_l)
+    deltas: list[jax.Array]  # δ_l = ∂L/∂z_l of the mean loss, (N, n_l); textbook δ^l / (N·n_L)
     grads: Params  # [{"W": ∂L/∂W_l, "b": ∂L/∂b_l}]
 
 
@@ -137,19 +150,20 @@ def backprop_trace(
     loss = mean_loss(logits, y)
     n_elements = logits.shape[0] * logits.shape[1]  # N·n_L (per member, in packed layouts)
 
-    # δ_L = (a_L − y) / (N·n_L): the derivative of the mean BCE with respect to the logits.
+    # δ_L = (a_L − y) / (N·n_L): the derivative of the mean BCE with respect to the logits
+    # (the textbook's per-example δ^L = a^L − y, divided by N·n_L).
     delta = (activations[-1] - y) / n_elements
     deltas = [delta]
     for i in range(len(params) - 1, 0, -1):  # params[i] is layer l+1; we compute δ_l, l = i+1
         a = activations[i]  # a_l
-        # δ_l = (δ_{l+1} W_{l+1}ᵀ) ⊙ a_l(1 − a_l)
+        # δ_l = (δ_{l+1} W_{l+1}ᵀ) ⊙ a_l(1 − a_l)     (BP2 transposed: W_{l+1} = (w^{l+1})ᵀ)
         delta = products.backward(delta, params[i]["W"]) * (a * (1 - a))
         deltas.insert(0, delta)
 
     grads = [
         {
-            "W": products.weight_gradient(a_prev, delta),  # ∂L/∂W_l = a_{l−1}ᵀ δ_l
-            "b": products.batch_sum(delta),  # ∂L/∂b_l = Σ_batch δ_l
+            "W": products.weight_gradient(a_prev, delta),  # ∂L/∂W_l = a_{l−1}ᵀ δ_l   (BP4)
+            "b": products.batch_sum(delta),  # ∂L/∂b_l = Σ_batch δ_l   (BP3)
         }
         for a_prev, delta in zip(activations[:-1], deltas)
     ]

@@ -1,7 +1,9 @@
 """Evaluation metrics and the per-layer view of vanishing gradients.
 
 For each layer l = 2..L, from one hand-written backward pass over a batch:
-    ‖δ_l‖         how much error signal reaches layer l (σ' ≤ 1/4 shrinks it going back)
+    ‖δ_l‖         how much error signal reaches layer l (σ' ≤ 1/4 shrinks it going back);
+                  δ_l = ∂L/∂z_l of the mean loss (backprop.py), not the textbook's
+                  per-example δ^l, which is N·n_L times larger
     ‖∂L/∂W_l‖     the size of the weight update the layer receives
     saturated_l   fraction of units with σ'(z_l) = a_l(1 − a_l) < 1e-3 (hidden layers only)
 """
@@ -28,7 +30,8 @@ def evaluate(params: Params, x: jax.Array, y: jax.Array) -> dict[str, jax.Array]
 def layer_statistics(params: Params, x: jax.Array, y: jax.Array) -> dict[str, jax.Array]:
     """Per-layer ‖δ_l‖, ‖∂L/∂W_l‖ and saturation, keyed `layer_{l}/...`. Jit-compatible.
 
-    δ_l here is ∂L/∂z_l of the batch-mean loss (backprop.py), so its norm does not grow with N.
+    δ_l here is ∂L/∂z_l of the batch-mean loss (backprop.py), so its norm does not grow with N;
+    the textbook's per-example δ^l is N·n_L times it, example by example.
     """
     trace = backprop_trace(params, x, y)
     stats = {}
