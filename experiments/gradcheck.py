@@ -1,34 +1,17 @@
-"""Check manual_grad against jax.grad and finite differences for the configured network.
+"""Check manual_grad against jax.grad and finite differences for the configured network
+(installed as `deltaprop-gradcheck`).
 
     python experiments/gradcheck.py model.hidden=[3,3,3]
+    python experiments/gradcheck.py gradcheck.after_epochs=5                # after 5 epochs
+    python experiments/gradcheck.py gradcheck.inject=drop_sigma_prime      # a deliberate bug
 
-Prints one row per layer and leaf. Exit codes: 0 every check passed, 2 bad input, 4 a check failed.
+Prints one row per layer and leaf: the norm and the worst entry's relative error against
+jax.grad and finite differences. Exit codes: 0 every check passed, 2 bad input, 4 a check failed.
 """
 
-import sys
+from pathlib import Path
 
-import hydra
-from omegaconf import DictConfig
-
-import deltaprop.io.config
-from deltaprop.errors import EXIT_BAD_INPUT, EXIT_GRADCHECK_FAILED, InputError
-from deltaprop.io.xla_cache import enable_compilation_cache
-from deltaprop.run.setup import gradcheck_from_config
-
-
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
-def main(cfg: DictConfig) -> None:
-    try:
-        deltaprop.io.config.validate_config(cfg)
-        report = gradcheck_from_config(cfg)
-    except InputError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(EXIT_BAD_INPUT)
-    print(report.format_table())
-    if not report.passed:
-        sys.exit(EXIT_GRADCHECK_FAILED)
-
+from deltaprop.cli import gradcheck
 
 if __name__ == "__main__":
-    enable_compilation_cache()
-    main()
+    gradcheck(config_path=str(Path(__file__).resolve().parents[1] / "conf"))

@@ -42,6 +42,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 import deltaprop.io.config  # noqa: F401  (registers the structured config schema)
+from deltaprop.io.console import console_output
 from deltaprop.io.files import load_params
 from deltaprop.io.tracking import NullLogger
 
@@ -71,6 +72,13 @@ def compose_config(*overrides: str, return_hydra_config: bool = False):
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         return compose("config", overrides=list(overrides),
                        return_hydra_config=return_hydra_config)
+
+
+@pytest.fixture(autouse=True)
+def console_lines():
+    """What the `deltaprop` loggers say reaches stdout (capsys), as in a notebook."""
+    with console_output():
+        yield
 
 
 @pytest.fixture
@@ -107,11 +115,13 @@ class RecordingLogger(NullLogger):
     """Stands in for a W&B run: records what it receives."""
 
     def __init__(self, logger_cfg=None, config=None, run_dir=None, name=None, group=None,
-                 resume_id=None, job_type="train"):
+                 resume_id=None, job_type="train", system_metrics=True):
         self.config, self.name, self.group, self.job_type = config, name, group, job_type
+        self.system_metrics = system_metrics
         self.resume_id = resume_id
         self.run_id = resume_id or f"run-{id(self):x}"
         self.steps, self.summary, self.images, self.tables, self.artifacts = [], {}, {}, {}, []
+        self.aliases = {}
         self.exit_code = None
 
     def log(self, metrics, step):
@@ -123,8 +133,9 @@ class RecordingLogger(NullLogger):
     def log_table(self, name, columns, rows):
         self.tables[name] = (columns, rows)
 
-    def log_artifact(self, name, kind, path):
+    def log_artifact(self, name, kind, path, aliases=(), metadata=None):
         self.artifacts.append(name)
+        self.aliases[name] = list(aliases)
 
     def summarize(self, metrics):
         self.summary |= metrics

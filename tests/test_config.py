@@ -118,3 +118,24 @@ def test_validate_config_rejects_bad_values(overrides, key, value):
 def test_the_boundaries_of_each_range_are_accepted():
     validate_config(compose_config("optimizer.momentum=0", "optimizer.decay_rate=1",
                                    "optimizer.warmup_epochs=199", "seed=4294967295"))
+
+
+def test_a_notebook_composes_trains_and_reads_the_metrics(tmp_path):
+    import deltaprop
+
+    cfg = deltaprop.compose("logger=none", "trainer.progress=false", "logger.plots=false",
+                            "trainer.epochs=2", "dataset.n_samples=120", f"run_dir={tmp_path}")
+    metrics = deltaprop.train(cfg)
+    assert 0 < metrics["val/best_loss"] < 1 and metrics["epoch"] == 2
+    # Hydra's own compose API needs nothing but `import deltaprop` (the schema is registered)
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module("deltaprop.conf", version_base="1.3"):
+        assert compose("config", overrides=["trainer.grad=autodiff"]).trainer.grad == "autodiff"
+
+
+def test_a_misspelled_choice_fails_at_compose_time_listing_the_choices():
+    with pytest.raises(ConfigCompositionException) as caught:
+        compose_config("trainer.grad=autodif")
+    assert "Invalid value 'autodif', expected one of [manual, autodiff]" in str(
+        caught.value.__cause__)

@@ -177,3 +177,204 @@ def test_gradcheck_rejects_bad_shapes():
         deltaprop.gradcheck(params, jnp.zeros((5, 4)), jnp.zeros((5, 2)))
     with pytest.raises(ValueError, match=r"y has shape \(5, 1\).*expected y of shape \(5, 2\)"):
         deltaprop.gradcheck(params, jnp.zeros((5, 3)), jnp.zeros((5, 1)))
+
+
+# ---------------------------------------------------------------------------- element-wise errors
+
+
+def test_elementwise_relative_error_values_and_index():
+    a = np.array([[1.0, 2.0], [0.0, 4.0]])
+    n = np.array([[1.0, 2.2], [0.0, 4.0]])
+    error, index = gradcheck_module.elementwise_relative_error(a, n, floor=1e-5)
+    np.testing.assert_allclose(error, 0.2 / 4.2, rtol=1e-14)
+    assert index == (0, 1)
+    # Under the floor an entry counts by its absolute error: |a − n| / floor.
+    error, index = gradcheck_module.elementwise_relative_error([3e-7, 1.0], [1e-7, 1.0], 1e-5)
+    np.testing.assert_allclose(error, 2e-7 / 1e-5, rtol=1e-12)
+    assert index == (0,)
+    zeros = np.zeros(3)
+    assert gradcheck_module.elementwise_relative_error(zeros, zeros, 1e-5) == (0.0, (0,))
+    # The floors are the absolute floors over the tolerances: no new knob.
+    assert gradcheck_module.ENTRY_FLOOR_AUTODIFF * gradcheck_module.TOLERANCE_AUTODIFF == (
+        pytest.approx(gradcheck_module.ABSOLUTE_FLOOR_AUTODIFF, rel=1e-12))
+    assert (gradcheck_module.ENTRY_FLOOR_FINITE_DIFFERENCES
+            * gradcheck_module.TOLERANCE_FINITE_DIFFERENCES) == (
+        pytest.approx(gradcheck_module.ABSOLUTE_FLOOR_FINITE_DIFFERENCES, rel=1e-12))
+
+
+def test_correct_gradients_pass_element_wise_far_under_tolerance():
+    params, x, y = draw_problem(0, [2, 3, 3, 3, 1], 6)
+    report = deltaprop.gradcheck(params, x, y)
+    for row in report.rows:
+        assert row.autodiff.entry_error <= 1e-13 and row.autodiff.entry_passed
+        assert row.finite_differences.entry_error <= 1e-8 and row.finite_differences.entry_passed
+        assert len(row.worst_entry) == len(row.shape)
+
+
+def test_one_wrong_small_entry_hidden_by_the_norm_is_caught_element_wise():
+    params, x, y = draw_problem(7, [6, 8, 1], 6)
+    grads = jax.jit(deltaprop.manual_grad)(params, x, y)
+    leaf = np.asarray(grads[0]["W"])  # (6, 8): 48 entries
+    # The smallest entry that is still compared relatively (above the entry floor).
+    compared = np.abs(leaf) >= gradcheck_module.ENTRY_FLOOR_AUTODIFF
+    candidates = np.where(compared, np.abs(leaf), np.inf)
+    index = np.unravel_index(np.argmin(candidates), leaf.shape)
+    assert np.abs(leaf[index]) / np.linalg.norm(leaf) < 0.05  # small beside the leaf's norm
+    relative = 20 * gradcheck_module.TOLERANCE_AUTODIFF  # entry error ≈ relative / 2 = 10× tol
+
+    def one_wrong_entry(params, x, y):
+        grads = deltaprop.manual_grad(params, x, y)
+        wrong = grads[0]["W"].at[index].multiply(1 + relative)
+        return [dict(grads[0], W=wrong), *grads[1:]]
+
+    report = deltaprop.gradcheck(params, x, y, gradient_fn=one_wrong_entry)
+    row = report.rows[0]
+    assert (row.layer, row.leaf) == (2, "W")
+    assert row.error_autodiff <= gradcheck_module.TOLERANCE_AUTODIFF and row.autodiff.norm_passed
+    np.testing.assert_allclose(row.autodiff.entry_error, relative / (2 + relative), rtol=1e-4)
+    assert not row.autodiff.entry_passed and not row.passed
+    assert row.autodiff.worst_entry == row.worst_entry == tuple(int(i) for i in index)
+    assert row.finite_differences.passed  # 1e-9 is far under finite differences' 1e-6
+    assert all(other.passed for other in report.rows[1:]) and not report.passed
+    line = report.format_table().splitlines()[2]
+    assert line.endswith("FAIL") and line.count("*") == 1
+    assert f"[{index[0]},{index[1]}]" in line
+
+
+# ---------------------------------------------------------------------------- injected bugs
+
+TEXTBOOK = [2, 3, 3, 3, 1]
+
+
+@pytest.mark.parametrize(
+    ("bug", "sizes", "bug_layer", "failing_layers"),
+    [
+        ("drop_sigma_prime", TEXTBOOK, 4, {2, 3, 4}),  # the hidden layer next to the output
+        ("drop_sigma_prime", [3, 4, 2], 2, {2}),
+        ("missing_mean", TEXTBOOK, 5, {2, 3, 4, 5}),  # δ_L, so every layer
+        ("transposed_w", TEXTBOOK, 3, {2, 3}),  # W_4 is the highest square W: δ_3 is wrong
+        ("transposed_w", [3, 4, 4], 2, {2}),  # W_3 = W_L square
+    ],
+)
+def test_an_injected_bug_fails_its_layer_and_those_below(bug, sizes, bug_layer, failing_layers):
+    from deltaprop.teaching.bugs import gradient_with_bug
+
+    params, x, y = draw_problem(8, sizes, 6)
+    gradient, layer = gradient_with_bug(bug, sizes)
+    assert layer == bug_layer
+    report = deltaprop.gradcheck(params, x, y, gradient_fn=gradient)
+    failed = {row.layer for row in report.rows if not row.passed}
+    assert failed == failing_layers and not report.passed
+    for row in report.rows:
+        if row.layer in failing_layers:  # wrong by far more than rounding, in every measure
+            assert min(row.error_autodiff, row.error_finite_differences,
+                       row.autodiff.entry_error, row.finite_differences.entry_error) > 1e-3
+        else:  # the layers above the bug never see it
+            assert row.error_autodiff <= 1e-13
+
+
+def test_missing_mean_makes_every_gradient_n_times_too_large():
+    from deltaprop.teaching.bugs import gradient_with_bug
+
+    params, x, y = draw_problem(9, [3, 4, 2], 5)
+    gradient, _ = gradient_with_bug("missing_mean", [3, 4, 2])
+    for wrong, right in zip(jax.tree.leaves(gradient(params, x, y)),
+                            jax.tree.leaves(deltaprop.manual_grad(params, x, y))):
+        np.testing.assert_allclose(wrong, 5 * right, rtol=1e-12)
+    report = deltaprop.gradcheck(params, x, y, gradient_fn=gradient)
+    for row in report.rows:  # ‖5g − g‖ / (‖5g‖ + ‖g‖) = 4/6
+        np.testing.assert_allclose(row.error_autodiff, 4 / 6, rtol=1e-12)
+
+
+def test_no_bug_is_the_hand_written_pass_itself():
+    from deltaprop.teaching.bugs import Bug, buggy_grad, gradient_with_bug
+
+    assert gradient_with_bug(Bug.none, TEXTBOOK) == (deltaprop.manual_grad, 5)
+    params, x, y = draw_problem(10, TEXTBOOK, 4)  # the copy without a bug is the same recursion
+    for copied, right in zip(jax.tree.leaves(buggy_grad(params, x, y, Bug.none, 5)),
+                             jax.tree.leaves(deltaprop.manual_grad(params, x, y))):
+        np.testing.assert_allclose(copied, right, rtol=1e-13, atol=1e-16)
+
+
+def test_a_bug_without_a_place_in_the_network_is_refused():
+    from deltaprop.errors import InputError
+    from deltaprop.teaching.bugs import gradient_with_bug
+
+    shapes = r"W_3 \(4, 5\), W_4 \(5, 2\)"
+    with pytest.raises(InputError, match=r"transposed_w needs a square .* " + shapes):
+        gradient_with_bug("transposed_w", [3, 4, 5, 2])
+    with pytest.raises(InputError, match="drop_sigma_prime needs a hidden layer"):
+        gradient_with_bug("drop_sigma_prime", [3, 1])
+
+
+# ---------------------------------------------------------------------------- from the config
+
+
+def test_gradcheck_from_config_injects_the_configured_bug(make_cfg):
+    from deltaprop.run.setup import gradcheck_from_config
+
+    report = gradcheck_from_config(make_cfg("gradcheck.inject=drop_sigma_prime",
+                                            "model.hidden=[3,3]"))
+    assert {row.layer for row in report.rows if not row.passed} == {2, 3}
+    heading = report.heading.splitlines()
+    assert heading[0].startswith("at initialization (model.init=xavier, seed 0): network "
+                                 "[2, 3, 3, 1], 16 training examples")
+    assert heading[1] == ("injected bug gradcheck.inject=drop_sigma_prime in layer 3: "
+                          "δ_3 = δ_4 W_4ᵀ (⊙ a_3(1 − a_3) dropped)")
+    assert report.format_table().splitlines()[:2] == heading
+
+
+def test_gradcheck_after_epochs_checks_the_trained_parameters(make_cfg):
+    from deltaprop.population import initial_params
+    from deltaprop.run.setup import (
+        gradcheck_batch,
+        gradcheck_from_config,
+        prepare_data,
+        trained_params,
+    )
+
+    cfg = make_cfg("gradcheck.after_epochs=2")
+    report = gradcheck_from_config(cfg)
+    assert report.passed
+    assert report.heading.startswith("after 2 epochs of training (optimizer=sgd, lr=1.0, seed 0)")
+    splits = prepare_data(cfg)
+    trained = trained_params(cfg, splits, [2, 4, 1], 2)
+    at_trained = deltaprop.gradcheck(trained, *gradcheck_batch(splits))
+    assert [row.norm for row in report.rows] == [row.norm for row in at_trained.rows]
+    initial = initial_params(0, [2, 4, 1], "xavier", np.float32)
+    assert np.max(np.abs(trained[0]["W"] - np.asarray(initial[0]["W"]))) > 1e-3
+
+
+@pytest.mark.slow
+def test_the_trained_parameters_are_those_of_a_training_run(make_cfg, tmp_path):
+    from deltaprop.io.files import load_params
+    from deltaprop.run.setup import prepare_data, trained_params
+    from deltaprop.run.train import train
+
+    cfg = make_cfg("gradcheck.after_epochs=2")
+    train(make_cfg("trainer.epochs=2", run_dir=tmp_path / "two_epochs"))
+    trained = trained_params(cfg, prepare_data(cfg), [2, 4, 1], 2)
+    for ours, run in zip(trained, load_params(tmp_path / "two_epochs" / "params.safetensors")):
+        for leaf in ("W", "b"):
+            np.testing.assert_allclose(ours[leaf], run[leaf], rtol=1e-6, atol=1e-7)
+
+
+def test_gradcheck_config_is_validated(make_cfg):
+    from hydra.errors import ConfigCompositionException
+
+    from deltaprop.io.config import ConfigError, validate_config
+
+    with pytest.raises(ConfigError, match=r"gradcheck.after_epochs=-1 is invalid"):
+        validate_config(make_cfg("gradcheck.after_epochs=-1"))
+    with pytest.raises(ConfigCompositionException):
+        make_cfg("gradcheck.inject=drop_sigma")
+    validate_config(make_cfg("gradcheck.after_epochs=3", "gradcheck.inject=transposed_w"))
+
+
+@pytest.mark.slow
+def test_the_command_line_exits_4_for_an_injected_bug(run_cli):
+    done = run_cli("gradcheck.py", "gradcheck.inject=missing_mean", "model.hidden=[3]",
+                   "logger=none")
+    assert done.returncode == 4, done.stderr[-2000:]
+    assert "injected bug gradcheck.inject=missing_mean in layer 3" in done.stdout
+    assert done.stdout.count("FAIL") == 4 + 1  # every row, and the summary

@@ -155,3 +155,31 @@ def test_optuna_search_three_trials(run_cli, tmp_path):
     assert result["best_value"] == pytest.approx(best_loss, rel=1e-12)
     assert f"model.hidden={result['best_params']['model.hidden']}" in best_overrides
     assert len({tuple(overrides[:3]) for _, overrides in trials.values()}) == 3  # distinct trials
+
+
+@pytest.mark.slow
+def test_optuna_search_goes_on_past_a_diverging_trial(run_cli, tmp_path):
+    """lr = 1e38 diverges (exit 3 outside a search): that trial is failed, the study finishes."""
+    sweep = tmp_path / "search"
+    done = run_train(
+        run_cli,
+        # sampler seed 1 draws lr 1e38, 0.5, 1e38 for the three trials
+        "-m", hparams_search(), "hydra.sweeper.n_trials=3", "hydra.sweeper.sampler.seed=1",
+        "optimizer.lr=choice(0.5,1e38)", "trainer.epochs=2", "logger=none", "logger.plots=false",
+        "logger.log_gradcheck=false", "trainer.progress=false", "dataset.n_samples=200",
+        "print_config=false", f"hydra.sweep.dir={sweep}",
+    )
+    lrs = {job: yaml.safe_load((sweep / job / ".hydra" / "overrides.yaml").read_text())[0]
+           for job in ("0", "1", "2")}
+    diverged = [job for job, lr in lrs.items() if lr == "optimizer.lr=1e+38"]
+    finished = [job for job, lr in lrs.items() if lr == "optimizer.lr=0.5"]
+    assert diverged and finished, lrs
+    for job in diverged:  # no results, the reason in its log and on the console
+        assert not (sweep / job / "summary.json").exists()
+        assert "loss became non-finite at epoch 1" in (sweep / job / "train.log").read_text()
+    assert done.stdout.count("Failed experiment: loss became non-finite") == len(diverged)
+    result = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert result["best_params"]["optimizer.lr"] == 0.5
+    best = min(json.loads((sweep / job / "summary.json").read_text())["val/best_loss"]
+               for job in finished)
+    assert result["best_value"] == pytest.approx(best, rel=1e-12)

@@ -38,6 +38,7 @@ def exercise(logger: NullLogger, png: Path) -> None:
     logger.log({"train/loss": 0.25, "val/acc": 0.875}, step=2)
     logger.log_images({"plots/curve": png}, step=2)
     logger.log_artifact("params", "model", png)
+    logger.log_model(png, {"epoch": 2, "val/loss": 0.3, "val/best_loss": 0.3})
     logger.summarize({"test/acc": 0.9})
     logger.finish()
 
@@ -110,3 +111,11 @@ def test_online_mode_without_a_reachable_server_logs_offline_within_seconds(monk
     assert resolve_mode(logger_config(mode="online")).mode == "offline"
     assert "no W&B API key" in capsys.readouterr().out
     assert resolve_mode(logger_config(mode="offline")).mode == "offline"
+
+
+def test_model_aliases_mark_the_best_parameters():
+    from deltaprop.io.tracking import model_aliases
+
+    assert model_aliases({"val/loss": 0.3, "val/best_loss": 0.3}) == ["latest", "best"]
+    assert model_aliases({"val/loss": 0.4, "val/best_loss": 0.3}) == ["latest"]
+    assert model_aliases({"val/loss": 0.3, "val/best_loss": 0.3, "diverged": True}) == ["latest"]

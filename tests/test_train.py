@@ -183,7 +183,13 @@ def test_sweep_writes_every_member_and_logs_each_as_its_own_run(make_cfg, tmp_pa
     assert all(run.config["data_seed"] == 3 for run in member_runs)
     assert [step for step, _ in member_runs[2].steps] == [2, 3]  # logged as they train
     assert member_runs[2].summary["val/best_loss"] == members[2]["val/best_loss"]
-    assert member_runs[2].artifacts == ["params-member-2"]
+    # Each member's parameters: the artifact model-<its run id>, `best` when its last
+    # evaluation is its best one.
+    for member, run in zip(members, member_runs):
+        name = f"model-{run.run_id}"
+        assert run.artifacts == [name]
+        best = member["val/loss"] == member["val/best_loss"]
+        assert run.aliases[name] == (["latest", "best"] if best else ["latest"])
     assert all(run.exit_code == 0 for run in recorded_runs)
     assert "plots/sweep_curves" in summary_run.images
     assert len(summary_run.tables["members"][1]) == 4

@@ -19,3 +19,10 @@ def test_the_cache_directory_is_the_argument_else_the_environment(tmp_path, monk
     finally:
         for name, value in before.items():
             jax.config.update(name, value)
+
+
+def test_the_off_switch_leaves_jax_as_it_is(tmp_path, monkeypatch):
+    before = jax.config.jax_compilation_cache_dir
+    monkeypatch.setenv("DELTAPROP_COMPILATION_CACHE", "0")
+    assert enable_compilation_cache(tmp_path / "c") is None
+    assert jax.config.jax_compilation_cache_dir == before

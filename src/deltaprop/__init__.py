@@ -8,6 +8,7 @@ from deltaprop.backprop import (
     manual_value_and_grad,
 )
 from deltaprop.gradient_check import GradcheckReport, gradcheck, relative_error
+from deltaprop.io import config as _config  # noqa: F401  (registers the config schema with Hydra)
 from deltaprop.losses import binary_cross_entropy_with_logits, loss_fn
 from deltaprop.network import forward, init_params, layer_sizes, predict_proba
 
@@ -17,6 +18,7 @@ __all__ = [
     "TrainingDiverged",
     "backprop_trace",
     "binary_cross_entropy_with_logits",
+    "compose",
     "forward",
     "gradcheck",
     "init_params",
@@ -30,6 +32,20 @@ __all__ = [
     "train",
 ]
 __version__ = "0.1.0"
+
+
+def compose(*overrides: str, config_name: str = "config"):
+    """The config `python experiments/train.py <overrides>` runs, for notebooks and scripts:
+
+        cfg = deltaprop.compose("trainer.epochs=20", "optimizer=adam")
+        metrics = deltaprop.train(cfg)
+
+    Composes the packaged configs (`deltaprop.conf`, the project's conf/) with Hydra."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_module
+
+    with initialize_config_module("deltaprop.conf", version_base="1.3"):
+        return hydra_compose(config_name, overrides=list(overrides))
 
 
 def __getattr__(name: str):

@@ -16,9 +16,18 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike, DTypeLike
 
+from deltaprop.choices import Choice
+
 Params = list[dict[str, jax.Array]]
 
-INIT_SCHEMES = ("xavier", "normal")
+class Init(Choice):
+    """model.init: the weight initialization."""
+
+    xavier = "xavier"  # Glorot uniform
+    normal = "normal"  # N(0, 1/n_in), Nielsen's network2.py
+
+
+INIT_SCHEMES = Init.values()
 
 
 def validate_sizes(sizes: Sequence[int]) -> tuple[int, ...]:

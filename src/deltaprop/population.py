@@ -21,7 +21,15 @@ import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
+from deltaprop.choices import Choice
 from deltaprop.network import Params, init_params
+
+
+class MemberLayout(Choice):
+    """sweep.engine: how a sweep's members are laid out (run/engines.py trains each)."""
+
+    packed = "packed"  # members on the last axis of every array (packed.py)
+    vmap = "vmap"  # jax.vmap of the single-run epoch over a leading member axis
 
 
 @dataclass(frozen=True)

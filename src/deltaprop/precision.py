@@ -14,7 +14,18 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-PRECISIONS = ("float32", "float64", "bf16")
+from deltaprop.choices import Choice
+
+
+class PrecisionName(Choice):
+    """trainer.precision."""
+
+    float32 = "float32"
+    float64 = "float64"
+    bf16 = "bf16"
+
+
+PRECISIONS = PrecisionName.values()
 
 
 @dataclass(frozen=True)
@@ -33,7 +44,7 @@ def precision_of(name: str) -> Precision:
     }
     if name not in dtypes:
         raise ValueError(f"precision={name!r} must be one of {', '.join(PRECISIONS)}")
-    return Precision(name, *dtypes[name])
+    return Precision(str(name), *dtypes[name])
 
 
 def float64_scope():

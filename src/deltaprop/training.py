@@ -18,10 +18,34 @@ import jax.numpy as jnp
 import optax
 
 from deltaprop.backprop import manual_value_and_grad
+from deltaprop.choices import Choice
 from deltaprop.losses import loss_fn
 from deltaprop.network import Params
 
 ValueAndGrad = Callable[[Params, jax.Array, jax.Array], tuple[jax.Array, Params]]
+
+
+class Grad(Choice):
+    """trainer.grad: the gradient the training step uses."""
+
+    manual = "manual"  # the hand-written δ recursion (backprop.py)
+    autodiff = "autodiff"  # jax.grad of loss_fn
+
+
+class OptimizerName(Choice):
+    """optimizer.name."""
+
+    sgd = "sgd"  # the textbook's θ ← θ − η ∂L/∂θ
+    momentum = "momentum"
+    adam = "adam"
+
+
+class Schedule(Choice):
+    """optimizer.schedule: the shape of the learning rate over the run."""
+
+    constant = "constant"
+    cosine = "cosine"
+    exponential = "exponential"
 
 
 class TrainState(NamedTuple):
@@ -97,9 +121,11 @@ def init_train_state(params: Params, optimizer: optax.GradientTransformation, ke
     return TrainState(params, optimizer.init(params), key, jnp.zeros((), jnp.int32))
 
 
-def batches_per_epoch(n_train: int, batch_size: int) -> int:
-    """Full minibatches per epoch (a fresh shuffle each epoch, so no example is left out for long)."""
-    return max(n_train // min(batch_size, n_train), 1)
+def batches_per_epoch(n_train: int, batch_size: int, limit: int = 0) -> int:
+    """Full minibatches per epoch (a fresh shuffle each epoch, so no example is left out for
+    long), at most `limit` of them when it is set (trainer.limit_batches, for a quick look)."""
+    steps = max(n_train // min(batch_size, n_train), 1)
+    return min(steps, limit) if limit else steps
 
 
 def make_train_step(optimizer: optax.GradientTransformation, value_and_grad: ValueAndGrad):
@@ -140,12 +166,14 @@ def make_train_epoch(
     batch_size: int,
     batch_sharding: jax.sharding.Sharding | None = None,
     minibatches: Minibatches = SHUFFLED_ROWS,
+    limit_batches: int = 0,
 ):
     """A pure epoch: shuffle with a key split off the state, then every minibatch in one scan.
 
     With `batch_sharding` (data parallel, see run/parallel.py) each minibatch is split across
     devices along the batch axis; XLA all-reduces the gradient sums a_{l−1}ᵀ δ_l. `minibatches`
     draws them; packed.py gives every member of a packed population its own shuffle this way.
+    `limit_batches` > 0 stops the epoch after that many minibatches.
 
     Returns:
       train_epoch(state, x_train, y_train) -> (state, per-step losses, the step axis last:
@@ -156,7 +184,7 @@ def make_train_epoch(
     def train_epoch(state: TrainState, x_train: jax.Array, y_train: jax.Array):
         n_train = x_train.shape[0]
         size = min(batch_size, n_train)
-        steps = batches_per_epoch(n_train, batch_size)
+        steps = batches_per_epoch(n_train, batch_size, limit_batches)
         key, order = minibatches.order(state.key, n_train, steps, size)
 
         def scan_step(carry, batch_indices):

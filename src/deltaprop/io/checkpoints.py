@@ -41,6 +41,8 @@ TMP_MARKER = ".orbax-checkpoint-tmp"
 FORMAT = "deltaprop-checkpoint/2"  # 2: a population of members
 _ITEMS = ("state", "progress", "meta")
 
+log = logging.getLogger(__name__)
+
 
 class CheckpointError(InputError):
     """A checkpoint that cannot be used: missing, incomplete, unsafe, or from another setup."""
@@ -79,12 +81,12 @@ def run_metadata(
     return {
         "format": FORMAT,
         "sizes": [int(size) for size in sizes],
-        "dataset": dataset,
+        "dataset": str(dataset),
         "n_features": len(feature_names),
         "feature_names": list(feature_names),
-        "optimizer": optimizer,
-        "precision": precision,
-        "engine": engine,
+        "optimizer": str(optimizer),
+        "precision": str(precision),
+        "engine": str(engine),
         "n_members": len(seeds),
         "seeds": [int(seed) for seed in seeds],
         "learning_rates": [float(lr) for lr in learning_rates],
@@ -184,7 +186,7 @@ def set_aside(step_dir: Path, why: str) -> Path:
     while target.exists():
         target, k = step_dir.with_name(f"{step_dir.name}.unusable-{k}"), k + 1
     step_dir.rename(target)
-    print(f"note: checkpoint {step_dir} {why}; kept as {target}")
+    log.info(f"note: checkpoint {step_dir} {why}; kept as {target}")
     return target
 
 

@@ -1,8 +1,9 @@
 """Structured configs: the schema every Hydra config in `conf/` is checked against.
 
-Hydra checks types and unknown keys at compose time (`optimizer.lr=abc` fails with
-`full_key: optimizer.lr`); it does not check ranges, so `validate_config` does that before any
-work starts and names the key and the bad value.
+Hydra checks types, choices (each an Enum owned by the module that implements it) and unknown
+keys at compose time (`optimizer.lr=abc` or `trainer.grad=autodif` fail naming the key and,
+for a choice, the valid values); it does not check ranges, so `validate_config` does that before
+any work starts and names the key and the bad value.
 """
 
 from __future__ import annotations
@@ -15,6 +16,14 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 from deltaprop.errors import InputError
+from deltaprop.io.data import DatasetName
+from deltaprop.io.rundir import RunDirExists
+from deltaprop.io.tracking import LoggerMode, LoggerName
+from deltaprop.network import Init
+from deltaprop.population import MemberLayout
+from deltaprop.precision import PrecisionName
+from deltaprop.teaching.bugs import Bug
+from deltaprop.training import Grad, OptimizerName, Schedule
 
 
 class ConfigError(InputError):
@@ -24,12 +33,12 @@ class ConfigError(InputError):
 @dataclass
 class ModelConfig:
     hidden: list[int] = field(default_factory=lambda: [16, 16])
-    init: str = "xavier"  # xavier | normal
+    init: Init = Init.xavier
 
 
 @dataclass
 class DatasetConfig:
-    name: str = "moons"  # moons | circles | xor | xor_table | spirals | blobs | breast_cancer | digits_binary | csv
+    name: DatasetName = DatasetName.moons
     n_samples: int = 1000
     noise: float = 0.2
     path: str | None = None  # csv only (??? in conf/dataset/csv.yaml)
@@ -41,13 +50,13 @@ class DatasetConfig:
 
 @dataclass
 class OptimizerConfig:
-    name: str = "sgd"  # sgd | momentum | adam
+    name: OptimizerName = OptimizerName.sgd
     lr: float = 1.0
     momentum: float = 0.9  # momentum only
     b1: float = 0.9  # adam only
     b2: float = 0.999  # adam only
     weight_decay: float = 0.0
-    schedule: str = "constant"  # constant | cosine | exponential
+    schedule: Schedule = Schedule.constant
     decay_rate: float = 0.1  # exponential: lr at the end / lr at the start
     warmup_epochs: int = 0
 
@@ -56,16 +65,20 @@ class OptimizerConfig:
 class TrainerConfig:
     epochs: int = 200
     batch_size: int = 32
-    grad: str = "manual"  # manual | autodiff
+    grad: Grad = Grad.manual
     eval_every: int = 10
-    precision: str = "float32"  # float32 | float64 | bf16
-    progress: bool = True
+    precision: PrecisionName = PrecisionName.float32
+    progress: bool = True  # a progress bar on a terminal; a line per eval_every epochs in logs
     # checkpoint / resume
     checkpoint_every: int = 0  # epochs between checkpoints; 0 = no checkpoints
     keep_checkpoints: int = 3
     resume: str | None = None  # PATH (run dir or checkpoint) | auto
     resume_changes: list[str] = field(default_factory=list)  # settings a resume may change
     debug_nans: bool = False
+    # debugging (conf/debug/)
+    limit_batches: int = 0  # at most this many minibatches per epoch; 0: all
+    overfit_batches: int = 0  # train on the first k minibatches' examples only; 0: all
+    profile_epochs: int = 0  # a JAX profiler trace of this many epochs into <run_dir>/profile
     # vectorized sweeps
     num_seeds: int = 1
     # scale-out
@@ -75,8 +88,8 @@ class TrainerConfig:
 
 @dataclass
 class LoggerConfig:
-    name: str = "wandb"  # wandb | none
-    mode: str = "offline"  # offline | online | disabled
+    name: LoggerName = LoggerName.wandb
+    mode: LoggerMode = LoggerMode.offline
     project: str = "deltaprop"
     entity: str | None = None
     group: str | None = None
@@ -84,6 +97,7 @@ class LoggerConfig:
     log_gradcheck: bool = True
     log_artifacts: bool = True
     plots: bool = True  # write (and log) the PNG figures; false for many small runs
+    system_metrics: bool = True  # W&B's CPU/GPU/memory charts of the run
 
 
 @dataclass
@@ -91,7 +105,7 @@ class SweepConfig:
     """Axes of a population trained together as one program (see deltaprop.run.engines)."""
 
     lr: list[float] = field(default_factory=list)
-    engine: str = "packed"  # packed (members on the vector lanes) | vmap (jax.vmap of one run)
+    engine: MemberLayout = MemberLayout.packed
 
 
 @dataclass
@@ -104,6 +118,14 @@ class WorkedExampleConfig:
 
 
 @dataclass
+class GradcheckConfig:
+    """experiments/gradcheck.py: where to check, and which gradient."""
+
+    after_epochs: int = 0  # check after this many training epochs; 0: at the initial parameters
+    inject: Bug = Bug.none  # a deliberate mistake in the backward pass (deltaprop.teaching.bugs)
+
+
+@dataclass
 class Config:
     model: ModelConfig = MISSING
     dataset: DatasetConfig = MISSING
@@ -112,11 +134,14 @@ class Config:
     logger: LoggerConfig = MISSING
     sweep: SweepConfig = field(default_factory=SweepConfig)
     worked_example: WorkedExampleConfig = field(default_factory=WorkedExampleConfig)
+    gradcheck: GradcheckConfig = field(default_factory=GradcheckConfig)
     seed: int = 0
     objective: str = "val/best_loss"  # what experiments/train.py returns to a Hydra sweeper
     run_dir: str | None = None  # default: Hydra's run directory, else ./outputs/<time>
-    run_dir_exists: str = "error"  # error | overwrite: a run directory with an earlier run's outputs
+    run_dir_exists: RunDirExists = RunDirExists.error
     experiment_name: str = "default"
+    print_config: bool = True  # show the composed config at the start of a run
+    run: str | None = None  # predict: the run directory whose model is applied
 
 
 # `from __future__ import annotations` makes field types strings: the nested schemas by name.
@@ -124,7 +149,7 @@ _SCHEMAS = {
     "ModelConfig": ModelConfig, "DatasetConfig": DatasetConfig,
     "OptimizerConfig": OptimizerConfig, "TrainerConfig": TrainerConfig,
     "LoggerConfig": LoggerConfig, "SweepConfig": SweepConfig,
-    "WorkedExampleConfig": WorkedExampleConfig,
+    "WorkedExampleConfig": WorkedExampleConfig, "GradcheckConfig": GradcheckConfig,
 }
 
 
@@ -136,21 +161,9 @@ def register_configs() -> None:
 
 register_configs()
 
+# Every other choice is an Enum field, checked by Hydra when the config is composed.
 _CHOICES = {
-    "model.init": ("xavier", "normal"),
-    "dataset.name": (
-        "moons", "circles", "xor", "xor_table", "spirals", "blobs", "breast_cancer",
-        "digits_binary", "csv",
-    ),
-    "optimizer.name": ("sgd", "momentum", "adam"),
-    "optimizer.schedule": ("constant", "cosine", "exponential"),
-    "trainer.grad": ("manual", "autodiff"),
-    "trainer.precision": ("float32", "float64", "bf16"),
-    "logger.name": ("wandb", "none"),
-    "sweep.engine": ("packed", "vmap"),
     "worked_example.mode": ("default", "by_hand"),
-    "logger.mode": ("offline", "online", "disabled"),
-    "run_dir_exists": ("error", "overwrite"),
 }
 SEED_LIMIT = 2**32  # jax.random.key takes seeds in [0, 2³²)
 # Characters W&B does not allow in a project or entity name, and its longest tag.
@@ -180,6 +193,7 @@ def validate_config(cfg: Any) -> None:
     _check_model_and_data(cfg)
     _check_optimizer(cfg)
     _check_trainer(cfg)
+    _non_negative(cfg, "gradcheck.after_epochs")
     _check_logger(cfg.logger)
 
 
@@ -252,7 +266,9 @@ def _check_trainer(cfg: Any) -> None:
     for key in ("trainer.epochs", "trainer.batch_size", "trainer.eval_every",
                 "trainer.keep_checkpoints", "trainer.num_seeds"):
         _at_least_one(cfg, key)
-    _non_negative(cfg, "trainer.checkpoint_every")
+    for key in ("trainer.checkpoint_every", "trainer.limit_batches", "trainer.overfit_batches",
+                "trainer.profile_epochs"):
+        _non_negative(cfg, key)
     if _get(cfg, "trainer.distributed") and not _get(cfg, "trainer.data_parallel"):
         raise _bad(
             "trainer.distributed", True, "needs trainer.data_parallel=true (else every host "

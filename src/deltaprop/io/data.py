@@ -25,13 +25,26 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn import datasets as sklearn_datasets
-from sklearn.model_selection import train_test_split
 
+from deltaprop.choices import Choice
 from deltaprop.errors import InputError
 
 # Distinct bad label values listed in an error message before it says "...".
 _MAX_VALUES_SHOWN = 10
+
+
+class DatasetName(Choice):
+    """dataset.name: what `load_dataset` can load (nothing is downloaded)."""
+
+    moons = "moons"
+    circles = "circles"
+    xor = "xor"
+    xor_table = "xor_table"  # the Boolean truth table: four examples
+    spirals = "spirals"
+    blobs = "blobs"
+    breast_cancer = "breast_cancer"  # bundled with scikit-learn
+    digits_binary = "digits_binary"  # bundled with scikit-learn: odd digits
+    csv = "csv"  # the user's file (dataset.path, dataset.label)
 
 
 class DataError(InputError):
@@ -44,7 +57,8 @@ class Dataset:
 
     Attributes:
         x: (N, n_features) float64 features.
-        y: (N, n_outputs) float64 labels, each 0 or 1.
+        y: (N, n_outputs) float64 labels, each 0 or 1; (N, 0) for data without labels
+            (`load_prediction_data` of a CSV that lacks the label column).
         feature_names: n_features column names.
         name: the dataset's name, used in error messages.
         label_names: n_outputs label column names, used in error messages.
@@ -96,6 +110,7 @@ class Splits:
         y_train, y_val, y_test: (n_split, n_outputs) float64 0/1 labels.
         standardizer: the map fitted on the raw training features.
         feature_names: n_features column names.
+        label_names: n_outputs label column names.
     """
 
     x_train: np.ndarray
@@ -106,6 +121,7 @@ class Splits:
     y_test: np.ndarray
     standardizer: Standardizer
     feature_names: tuple[str, ...]
+    label_names: tuple[str, ...] = ("label",)
 
 
 # ---------------------------------------------------------------- synthetic 2-D datasets
@@ -119,10 +135,14 @@ def _as_labels(labels: np.ndarray) -> np.ndarray:
 
 
 def _moons(n_samples: int, noise: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn import datasets as sklearn_datasets
+
     return sklearn_datasets.make_moons(n_samples=n_samples, noise=noise, random_state=seed)
 
 
 def _circles(n_samples: int, noise: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn import datasets as sklearn_datasets
+
     return sklearn_datasets.make_circles(
         n_samples=n_samples, noise=noise, factor=0.5, random_state=seed
     )
@@ -152,6 +172,8 @@ def _spirals(n_samples: int, noise: float, seed: int) -> tuple[np.ndarray, np.nd
 
 
 def _blobs(n_samples: int, noise: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn import datasets as sklearn_datasets
+
     # Fixed centres so that `noise` (the cluster std) alone sets how much the classes overlap.
     return sklearn_datasets.make_blobs(
         n_samples=n_samples,
@@ -182,6 +204,8 @@ def _xor_table() -> Dataset:
 
 
 def _breast_cancer() -> Dataset:
+    from sklearn import datasets as sklearn_datasets
+
     bunch = sklearn_datasets.load_breast_cancer()  # ships with scikit-learn: no download
     return Dataset(
         x=np.asarray(bunch.data, dtype=np.float64),
@@ -192,6 +216,8 @@ def _breast_cancer() -> Dataset:
 
 
 def _digits_binary() -> Dataset:
+    from sklearn import datasets as sklearn_datasets
+
     bunch = sklearn_datasets.load_digits()  # ships with scikit-learn: no download
     return Dataset(
         x=np.asarray(bunch.data, dtype=np.float64),
@@ -262,8 +288,11 @@ def _numeric_rows(reader, header: list[str], path: Any) -> list[list[float]]:
     return rows
 
 
-def _read_csv(path: Any, label: str) -> Dataset:
-    """Read a CSV with a header row; column `label` is y, every other column a feature."""
+def _read_csv(path: Any, labels: tuple[str, ...], labels_optional: bool = False) -> Dataset:
+    """Read a CSV with a header row; columns `labels` are y, every other column a feature.
+
+    With `labels_optional`, a file with none of the label columns gives y: (N, 0) and no
+    label names (data to predict on); one with some but not all of them is still an error."""
     if not path or not Path(path).is_file():
         raise DataError(f"dataset.path={path!r}: file not found")
     with _open_text(Path(path)) as handle:
@@ -274,21 +303,22 @@ def _read_csv(path: Any, label: str) -> Dataset:
         repeated = sorted(name for name, count in Counter(header).items() if count > 1)
         if repeated:
             raise DataError(f"{path}: column names must be unique; repeated: {', '.join(repeated)}")
-        if label not in header:
+        missing = [label for label in labels if label not in header]
+        if missing and not (labels_optional and len(missing) == len(labels)):
             raise DataError(
-                f"dataset.label={label!r} is not a column of {path}; "
+                f"dataset.label={missing[0]!r} is not a column of {path}; "
                 f"columns are: {', '.join(header)}"
             )
         rows = _numeric_rows(reader, header, path)
     table = np.asarray(rows, dtype=np.float64).reshape(len(rows), len(header))
-    label_index = header.index(label)
-    feature_indices = [i for i in range(len(header)) if i != label_index]
+    label_indices = [] if missing else [header.index(label) for label in labels]
+    feature_indices = [i for i in range(len(header)) if i not in label_indices]
     return Dataset(
         x=table[:, feature_indices],
-        y=table[:, [label_index]],
+        y=table[:, label_indices],
         feature_names=tuple(header[i] for i in feature_indices),
         name=str(path),
-        label_names=(label,),
+        label_names=() if missing else tuple(labels),
     )
 
 
@@ -308,7 +338,7 @@ def load_dataset(cfg: Any, seed: int) -> Dataset:
     Raises:
         DataError: unknown name, unreadable CSV, or data that fail `validate_dataset`.
     """
-    name = cfg.name
+    name = str(cfg.name)
     if name in _SYNTHETIC:
         points, labels = _SYNTHETIC[name](int(cfg.n_samples), float(cfg.noise), seed)
         data = Dataset(
@@ -324,12 +354,40 @@ def load_dataset(cfg: Any, seed: int) -> Dataset:
     elif name == "digits_binary":
         data = _digits_binary()
     elif name == "csv":
-        data = _read_csv(cfg.path, cfg.label)
+        data = _read_csv(cfg.path, (str(cfg.label),))
     else:
         known = (*_SYNTHETIC, "xor_table", "breast_cancer", "digits_binary", "csv")
         raise DataError(f"dataset.name={name!r} is unknown; choose one of: {', '.join(known)}")
     validate_dataset(data)
     return data
+
+
+def load_prediction_data(cfg: Any, seed: int, label_names: tuple[str, ...]) -> Dataset:
+    """`load_dataset` for data to predict on: a CSV's label columns are `label_names` (those the
+    model was trained with, whatever `cfg.label` says) and may be absent, giving y: (N, 0).
+
+    Raises:
+        DataError: as `load_dataset`; also a CSV with some but not all of `label_names`.
+    """
+    if str(cfg.name) != "csv":
+        return load_dataset(cfg, seed)
+    data = _read_csv(cfg.path, tuple(label_names), labels_optional=True)
+    validate_dataset(data)
+    return data
+
+
+def preprocessing_metadata(splits: Splits) -> dict[str, Any]:
+    """What applying a model trained on `splits` to new data takes, for its parameter file:
+    {"feature_names": [...], "label_names": [...], "standardizer": {"mean": [...], "std": [...]}}
+    (JSON-ready: lists of str and of float64 values, which JSON round-trips exactly)."""
+    return {
+        "feature_names": list(splits.feature_names),
+        "label_names": list(splits.label_names),
+        "standardizer": {
+            "mean": np.asarray(splits.standardizer.mean, np.float64).tolist(),
+            "std": np.asarray(splits.standardizer.std, np.float64).tolist(),
+        },
+    }
 
 
 def _format_value(value: float) -> str:
@@ -447,6 +505,8 @@ def split_and_standardize(
     Warns:
         UserWarning: when a label column has a single class in the training split.
     """
+    from sklearn.model_selection import train_test_split  # imported here: it takes a second
+
     x = np.asarray(data.x, dtype=np.float64)
     y = np.asarray(data.y, dtype=np.float64)
     n_train, n_val, n_test = _split_sizes(x.shape[0], val_fraction, test_fraction)
@@ -479,6 +539,7 @@ def split_and_standardize(
         y_test=y_test,
         standardizer=standardizer,
         feature_names=tuple(data.feature_names),
+        label_names=tuple(data.label_names),
     )
 
 

@@ -4,7 +4,9 @@ JSON here is strict (RFC 8259): a NaN or infinite metric (an undefined AUC, say)
 null, never as the `NaN`/`Infinity` tokens other JSON readers reject.
 
 Parameter layout: tensors "layer_{l}/W" (n_{l−1}, n_l) and "layer_{l}/b" (n_l,) for l = 2..L, metadata
-{"sizes": "[n_1, ..., n_L]"}. A file that is not safetensors (a pickle, say) is refused, never
+{"sizes": "[n_1, ..., n_L]"} and, from a training run, what predicting on new data takes (each value
+JSON text: safetensors metadata is str → str): "feature_names" ["x1", "x2"], "label_names"
+["label"], "standardizer" {"mean": [...], "std": [...]} (io.data.preprocessing_metadata). A file that is not safetensors (a pickle, say) is refused, never
 unpickled: torch.load's own docs warn never to unpickle data from an untrusted source.
 """
 
@@ -14,7 +16,7 @@ import csv
 import json
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,9 +47,18 @@ def looks_like_pickle(path: Path) -> bool:
         return False
 
 
-def save_params(params: Params, path: Path) -> Path:
-    """Write params (list of {"W": (n_in, n_out), "b": (n_out,)}) as one safetensors file."""
+def save_params(params: Params, path: Path, metadata: Mapping[str, Any] | None = None) -> Path:
+    """Write params (list of {"W": (n_in, n_out), "b": (n_out,)}) as one safetensors file.
+
+    Args:
+      metadata: more metadata entries (not "sizes", which is the params' own), each value
+        written as JSON text; `load_params_and_metadata` decodes them.
+    """
     from safetensors.numpy import save_file
+
+    metadata = dict(metadata or {})
+    if "sizes" in metadata:
+        raise ValueError("metadata key 'sizes' is reserved: it is read off the params")
 
     path = Path(path)
     tensors = {}
@@ -56,7 +67,9 @@ def save_params(params: Params, path: Path) -> Path:
             tensors[f"layer_{index + 2}/{leaf}"] = np.ascontiguousarray(
                 np.asarray(jax.device_get(layer[leaf]))
             )
-    save_file(tensors, str(path), metadata={"sizes": json.dumps(list(layer_sizes(params)))})
+    text = {key: json.dumps(value, allow_nan=False) for key, value in metadata.items()}
+    save_file(tensors, str(path),
+              metadata={"sizes": json.dumps(list(layer_sizes(params))), **text})
     return path
 
 
@@ -67,6 +80,16 @@ def load_params(path: Path) -> Params:
       FileNotFoundError: no such file.
       UnsafeFileError: not safetensors (pickles are refused, never unpickled), or not a
         consistent deltaprop parameter file (missing layers, shapes that do not chain).
+    """
+    return load_params_and_metadata(path)[0]
+
+
+def load_params_and_metadata(path: Path) -> tuple[Params, dict[str, Any]]:
+    """(params, metadata) of a file saved by `save_params`: the metadata's values decoded from
+    JSON (a value that is not JSON, from another writer, stays the string it is).
+
+    Raises:
+      FileNotFoundError, UnsafeFileError: as `load_params`.
     """
     from safetensors import SafetensorError, safe_open
 
@@ -83,7 +106,17 @@ def load_params(path: Path) -> Params:
             f"{path} {kind} ({error}); refusing to load it: parameters are read from "
             "safetensors only, pickles are never unpickled"
         ) from None
-    return _params_from_tensors(tensors, metadata, path)
+    return _params_from_tensors(tensors, metadata, path), _decoded(metadata)
+
+
+def _decoded(metadata: dict[str, str]) -> dict[str, Any]:
+    decoded = {}
+    for key, text in metadata.items():
+        try:
+            decoded[key] = json.loads(text)
+        except ValueError:
+            decoded[key] = text
+    return decoded
 
 
 def _params_from_tensors(

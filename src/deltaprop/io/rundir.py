@@ -14,12 +14,20 @@ import os
 import socket
 from pathlib import Path
 
+from deltaprop.choices import Choice
 from deltaprop.errors import InputError
 
 LOCK_NAME = ".deltaprop.lock"
 # What a run leaves in its directory (Hydra's own .hydra/ and train.log do not count).
 OUTPUTS = ("summary.json", "metrics.jsonl", "params.safetensors", "members.csv", "members.json",
            "members", "checkpoints")
+
+
+class RunDirExists(Choice):
+    """run_dir_exists: what to do with a run directory that holds an earlier run's outputs."""
+
+    error = "error"  # refuse (unless resuming it)
+    overwrite = "overwrite"
 
 
 class RunDirError(InputError):

@@ -7,12 +7,33 @@ Nothing here is ever called from inside jitted code.
 
 from __future__ import annotations
 
+import logging
 import netrc
 import os
 import socket
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
+
+from deltaprop.choices import Choice
+
+log = logging.getLogger(__name__)
+
+
+class LoggerName(Choice):
+    """logger.name."""
+
+    wandb = "wandb"
+    none = "none"
+
+
+class LoggerMode(Choice):
+    """logger.mode: W&B's mode."""
+
+    offline = "offline"  # stored under the run directory; `wandb sync` uploads it later
+    online = "online"
+    disabled = "disabled"
 
 
 class NullLogger:
@@ -30,14 +51,30 @@ class NullLogger:
     def log_table(self, name: str, columns: list[str], rows: list[list[Any]]) -> None:
         pass
 
-    def log_artifact(self, name: str, kind: str, path: Path) -> None:
+    def log_artifact(self, name: str, kind: str, path: Path, aliases: Sequence[str] = (),
+                     metadata: dict[str, Any] | None = None) -> None:
         pass
+
+    def log_model(self, path: Path, final: dict[str, Any]) -> None:
+        """The run's parameters as the artifact `model-<run id>` (see model_aliases)."""
+        self.log_artifact(f"model-{self.run_id}", "model", path, model_aliases(final),
+                          {key: final[key] for key in MODEL_METADATA if key in final})
 
     def summarize(self, metrics: dict[str, float]) -> None:
         pass
 
     def finish(self, exit_code: int = 0) -> None:
         pass
+
+
+MODEL_METADATA = ("epoch", "val/loss", "val/best_loss", "test/acc", "diverged")
+
+
+def model_aliases(final: dict[str, Any]) -> list[str]:
+    """`latest` always; `best` too when these parameters are the run's best validated ones
+    (their val/loss is its val/best_loss): `model-<id>:best` is then the model to use."""
+    best = final.get("val/loss") is not None and final.get("val/loss") == final.get("val/best_loss")
+    return ["latest", "best"] if best and not final.get("diverged") else ["latest"]
 
 
 class WandbLogger(NullLogger):
@@ -52,6 +89,7 @@ class WandbLogger(NullLogger):
         group: str | None = None,
         resume_id: str | None = None,
         job_type: str = "train",
+        system_metrics: bool = True,
     ):
         os.environ.setdefault("WANDB_START_METHOD", "thread")
         os.environ.setdefault("WANDB_SILENT", "true")
@@ -67,11 +105,16 @@ class WandbLogger(NullLogger):
             job_type=job_type,
             config=config,
             dir=str(run_dir),
-            mode=logger_cfg.mode,
+            mode=str(logger_cfg.mode),
             id=resume_id,
             resume="allow" if resume_id else None,
             reinit="create_new",
-            settings=wandb.Settings(console="off", x_disable_stats=True),
+            # System metrics: W&B's CPU/GPU/memory charts (logger.system_metrics), sampled by
+            # a thread beside the run; a sweep's member runs leave them to its summary run.
+            settings=wandb.Settings(
+                console="off",
+                x_disable_stats=not (system_metrics and getattr(logger_cfg, "system_metrics", True)),
+            ),
         )
         self.run_id = self.run.id
         self.finished = False
@@ -89,12 +132,13 @@ class WandbLogger(NullLogger):
     def log_table(self, name: str, columns: list[str], rows: list[list[Any]]) -> None:
         self.run.log({name: self._wandb.Table(columns=columns, data=rows)})
 
-    def log_artifact(self, name: str, kind: str, path: Path) -> None:
+    def log_artifact(self, name: str, kind: str, path: Path, aliases: Sequence[str] = (),
+                     metadata: dict[str, Any] | None = None) -> None:
         if not self.log_artifacts:  # logger.log_artifacts=false
             return
-        artifact = self._wandb.Artifact(name, type=kind)
+        artifact = self._wandb.Artifact(name, type=kind, metadata=metadata)
         artifact.add_file(str(path))
-        self.run.log_artifact(artifact)
+        self.run.log_artifact(artifact, aliases=list(aliases) or None)
 
     def summarize(self, metrics: dict[str, float]) -> None:
         self.run.summary.update(metrics)
@@ -124,7 +168,7 @@ def resolve_mode(logger_cfg: Any) -> Any:
         problem = f"{host} cannot be reached within {ONLINE_PROBE_SECONDS:g} s"
     if problem is None:
         return logger_cfg
-    print(f"warning: logger.mode=online, but {problem}; logging offline instead "
+    log.warning(f"warning: logger.mode=online, but {problem}; logging offline instead "
           "(upload later with: wandb sync <run dir>/wandb/offline-run-*)")
     from omegaconf import OmegaConf
 
@@ -158,7 +202,9 @@ def make_logger(
     group: str | None = None,
     resume_id: str | None = None,
     job_type: str = "train",
+    system_metrics: bool = True,
 ) -> NullLogger:
     if logger_cfg.name == "none":
         return NullLogger()
-    return WandbLogger(logger_cfg, config, run_dir, name, group, resume_id, job_type)
+    return WandbLogger(logger_cfg, config, run_dir, name, group, resume_id, job_type,
+                       system_metrics)

@@ -16,12 +16,18 @@ import jax
 DEFAULT_DIRECTORY = Path("~/.cache/deltaprop/xla").expanduser()
 
 
-def enable_compilation_cache(directory: str | os.PathLike | None = None) -> Path:
-    """Turn JAX's persistent compilation cache on, for every program however small.
+OFF_SWITCH = "DELTAPROP_COMPILATION_CACHE"  # =0: the commands leave JAX's cache as it is
+
+
+def enable_compilation_cache(directory: str | os.PathLike | None = None) -> Path | None:
+    """Turn JAX's persistent compilation cache on, for every program however small; None (and
+    nothing changed) when $DELTAPROP_COMPILATION_CACHE is 0, false or off.
 
     The directory is, in order: the argument, $JAX_COMPILATION_CACHE_DIR, ~/.cache/deltaprop/xla.
     Entries are keyed by the program and the compiler version, so a stale entry is never used.
     """
+    if os.environ.get(OFF_SWITCH, "1").strip().lower() in ("0", "false", "off", "no"):
+        return None
     directory = Path(
         directory or os.environ.get("JAX_COMPILATION_CACHE_DIR") or DEFAULT_DIRECTORY
     ).expanduser()

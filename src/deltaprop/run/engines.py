@@ -31,11 +31,17 @@ from deltaprop import packed
 from deltaprop.diagnostics import progress_metrics
 from deltaprop.nan_guard import finite_members
 from deltaprop.network import init_params
-from deltaprop.population import Member, init_members, member_keys, with_learning_rates
+from deltaprop.population import (
+    Member,
+    MemberLayout,
+    init_members,
+    member_keys,
+    with_learning_rates,
+)
 from deltaprop.precision import Precision
 from deltaprop.training import TrainState, init_train_state, make_train_epoch, value_and_grad_fn
 
-SWEEP_ENGINES = ("packed", "vmap")  # sweep.engine; a single run uses "single"
+SWEEP_ENGINES = MemberLayout.values()  # sweep.engine; a single run uses "single"
 
 
 @dataclass(frozen=True)
@@ -50,6 +56,7 @@ class EngineSpec:
     grad: str  # manual | autodiff
     batch_size: int
     batch_sharding: jax.sharding.Sharding | None = None  # data parallel
+    limit_batches: int = 0  # trainer.limit_batches
 
 
 @dataclass(frozen=True)
@@ -65,6 +72,7 @@ class Engine:
 def make_engine(name: str, spec: EngineSpec) -> Engine:
     """The engine called `name` ("single", or one of SWEEP_ENGINES) for `spec`."""
     builders = {"single": _single, "vmap": _vmap, "packed": _packed}
+    name = str(name)
     if name not in builders:
         raise ValueError(f"engine {name!r} must be one of single, {', '.join(SWEEP_ENGINES)}")
     if name == "single" and len(spec.members) != 1:
@@ -112,7 +120,8 @@ def _single(spec: EngineSpec) -> Engine:
     (member,) = spec.members
     optimizer, dtype = spec.optimizer, spec.precision.dtype
     value_and_grad = value_and_grad_fn(spec.grad, spec.precision.matmul_dtype)
-    epoch_fn = make_train_epoch(optimizer, value_and_grad, spec.batch_size, spec.batch_sharding)
+    epoch_fn = make_train_epoch(optimizer, value_and_grad, spec.batch_size, spec.batch_sharding,
+                                limit_batches=spec.limit_batches)
 
     @jax.jit  # the seed and lr are arguments: one program for every single run of this shape
     def build(seed, learning_rate):
@@ -150,7 +159,8 @@ def _stacked_state(spec: EngineSpec, layout: Callable[[Any], Any], vmapped: bool
 def _vmap(spec: EngineSpec) -> Engine:
     value_and_grad = value_and_grad_fn(spec.grad, spec.precision.matmul_dtype)
     epoch_fn = jax.vmap(
-        make_train_epoch(spec.optimizer, value_and_grad, spec.batch_size, spec.batch_sharding),
+        make_train_epoch(spec.optimizer, value_and_grad, spec.batch_size, spec.batch_sharding,
+                         limit_batches=spec.limit_batches),
         in_axes=(0, None, None),
     )
     first_axis = lambda leaf: 0
@@ -167,7 +177,8 @@ def _packed(spec: EngineSpec) -> Engine:
     )
     value_and_grad = packed.packed_value_and_grad_fn(spec.grad, products)
     epoch_fn = make_train_epoch(spec.optimizer, value_and_grad, spec.batch_size,
-                                spec.batch_sharding, packed.MEMBER_MINIBATCHES)
+                                spec.batch_sharding, packed.MEMBER_MINIBATCHES,
+                                spec.limit_batches)
     epoch = jax.jit(
         _with_finite(epoch_fn, packed.member_axis_of), compiler_options=packed.COMPILER_OPTIONS
     )

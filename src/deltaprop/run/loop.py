@@ -19,7 +19,9 @@ run ends bit for bit where an uninterrupted one does: the epoch is pure and eval
 
 from __future__ import annotations
 
+import logging
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,7 @@ from omegaconf import DictConfig, OmegaConf
 from deltaprop.errors import EXIT_INTERRUPTED, RunInterrupted
 from deltaprop.gradient_check import gradcheck
 from deltaprop.io import checkpoints, tracking
+from deltaprop.io.console import around_progress_bar, is_terminal
 from deltaprop.io.rundir import check_run_dir
 from deltaprop.io.tracking import NullLogger, make_logger
 from deltaprop.metrics import IDENTITY, aggregate, member_rows, metric_keys, split_metrics
@@ -49,10 +52,13 @@ from deltaprop.run.setup import (
     RunSetup,
     gradcheck_batch,
     hydra_job_identity,
+    jax_environment,
     member_config,
     sweep_group,
 )
 from deltaprop.training import TrainState
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -85,17 +91,24 @@ def run_epochs(record: Recorder, engine: Engine, state: TrainState) -> TrainStat
     arrays = record.setup.arrays
     epoch = record.start_epoch
     try:
-        for epoch in record.epochs():
-            new_state, epoch_losses, finite = record.train_epoch(epoch, state)
-            results = engine.evaluate(new_state.params, arrays) if record.evaluate_now(epoch) \
-                else None
-            epoch_losses, finite, results = jax.device_get((epoch_losses, finite, results))
-            state = record.guard(epoch, state, new_state, epoch_losses, finite, results)
-            if results is not None:
-                record.log(epoch, epoch_losses, results)
-            record.checkpoint(epoch, state)
+        with record.progress() as epochs:
+            for epoch in epochs:
+                state = _one_epoch(record, engine, state, epoch, arrays)
     except KeyboardInterrupt:
         raise record.interrupted(state) from None
+    return state
+
+
+def _one_epoch(record: Recorder, engine: Engine, state: TrainState, epoch: int, arrays):
+    with record.profiled(epoch):
+        new_state, epoch_losses, finite = record.train_epoch(epoch, state)
+        results = engine.evaluate(new_state.params, arrays) if record.evaluate_now(epoch) \
+            else None
+        epoch_losses, finite, results = jax.device_get((epoch_losses, finite, results))
+    state = record.guard(epoch, state, new_state, epoch_losses, finite, results)
+    if results is not None:
+        record.log(epoch, epoch_losses, results)
+    record.checkpoint(epoch, state)
     return state
 
 
@@ -163,11 +176,11 @@ class Recorder:
         self._load(progress)
         self.start_epoch = int(np.max(np.asarray(state.epoch)))
         self._check_resumable(self.source)
-        print(f"resuming from {self.source.path} (epoch {self.start_epoch} of "
+        log.info(f"resuming from {self.source.path} (epoch {self.start_epoch} of "
               f"{self.trainer.epochs})")
         if changes:
             listed = "; ".join(f"{c['key']} {c['old']!r} -> {c['new']!r}" for c in changes)
-            print(f"resuming with changed settings from epoch {self.start_epoch}: {listed}")
+            log.info(f"resuming with changed settings from epoch {self.start_epoch}: {listed}")
             self.resume_changes += [{"epoch": self.start_epoch, **c} for c in changes]
         return resume.with_changes(state, fresh, changes)
 
@@ -204,10 +217,12 @@ class Recorder:
             self.loggers = [NullLogger() for _ in setup.members]
             return
         logger_cfg = tracking.resolve_mode(logger_cfg)  # online without W&B reachable: offline
-        recorded = {"resume_changes": self.resume_changes} if self.resume_changes else {}
+        recorded = {"jax": jax_environment()}
+        if self.resume_changes:
+            recorded["resume_changes"] = self.resume_changes
         if not setup.sweep:
             name, group = hydra_job_identity(self.cfg)
-            config = OmegaConf.to_container(self.cfg, resolve=True) | recorded
+            config = OmegaConf.to_container(self.cfg, resolve=True, enum_to_str=True) | recorded
             self.loggers.append(make_logger(logger_cfg, config, setup.run_dir, name=name,
                                             group=group, resume_id=self.records[0].run_id))
         else:
@@ -216,9 +231,10 @@ class Recorder:
                 self.loggers.append(make_logger(
                     logger_cfg, member_config(self.cfg, member) | recorded, setup.run_dir,
                     name=member.name, group=self.group, resume_id=record.run_id,
+                    system_metrics=False,  # one set of machine charts: the summary run's
                 ))
             self.summary_logger = make_logger(
-                logger_cfg, OmegaConf.to_container(self.cfg, resolve=True) | recorded,
+                logger_cfg, OmegaConf.to_container(self.cfg, resolve=True, enum_to_str=True) | recorded,
                 setup.run_dir,
                 name=f"{self.group}-summary", group=self.group, job_type="sweep-summary",
                 resume_id=self.summary_run_id,
@@ -245,7 +261,10 @@ class Recorder:
 
     # ------------------------------------------------------------ every epoch
 
-    def epochs(self):
+    @contextmanager
+    def progress(self):
+        """The epochs still to train. On a terminal: a tqdm bar (trainer.progress), log lines
+        written above it; in a log file (stderr not a terminal): one line per evaluation."""
         from tqdm.auto import tqdm
 
         members = len(self.setup.members)
@@ -253,9 +272,39 @@ class Recorder:
             range(self.start_epoch + 1, self.trainer.epochs + 1),
             desc="train" if members == 1 else f"sweep ({members} members)",
             unit="epoch", initial=self.start_epoch, total=self.trainer.epochs,
-            disable=not (self.trainer.progress and self.is_main), dynamic_ncols=True,
+            disable=not (self.trainer.progress and self.is_main and is_terminal()),
+            dynamic_ncols=True,
         )
-        return self.bar
+        try:
+            with around_progress_bar(not self.bar.disable):
+                yield self.bar
+        finally:
+            self.bar.close()
+
+    @contextmanager
+    def profiled(self, epoch: int):
+        """trainer.profile_epochs=k: a JAX profiler trace of the first k epochs trained here, in
+        <run dir>/profile (TensorBoard's profile plugin or Perfetto read it)."""
+        first = self.start_epoch + 1
+        last = min(self.start_epoch + self.trainer.profile_epochs, self.trainer.epochs)
+        if not (self.is_main and first <= epoch <= last):
+            yield
+            return
+        trace_dir = self.setup.run_dir / "profile"
+        if epoch == first:
+            jax.profiler.start_trace(str(trace_dir))
+        stopped = False
+        try:
+            yield
+        except BaseException:
+            jax.profiler.stop_trace()
+            stopped = True
+            raise
+        finally:
+            if epoch == last and not stopped:
+                jax.profiler.stop_trace()
+                log.info(f"profile of epochs {first}-{last}: {trace_dir} "
+                         f"(tensorboard --logdir {trace_dir})")
 
     def evaluate_now(self, epoch: int) -> bool:
         return epoch % self.trainer.eval_every == 0 or epoch == self.trainer.epochs
@@ -352,12 +401,14 @@ class Recorder:
             row["val/best_loss"] = record.best_val_loss
             record.history.append(row)
             logger.log(row, step=epoch)
-        if self.bar is not None:
-            active = self.active
-            self.bar.set_postfix(
-                loss=f"{np.mean(columns['train/loss'][active]):.4f}",
-                val_acc=f"{np.mean(columns['val/acc'][active]):.3f}",
-            )
+        active = self.active
+        loss, val_acc = np.mean(columns["train/loss"][active]), np.mean(columns["val/acc"][active])
+        if self.bar is not None and not self.bar.disable:
+            self.bar.set_postfix(loss=f"{loss:.4f}", val_acc=f"{val_acc:.3f}")
+        elif self.trainer.progress and self.is_main:  # not a terminal: a line, not a bar
+            who = "" if len(self.records) == 1 else f" (mean of {int(active.sum())} members)"
+            log.info(f"epoch {epoch}/{self.trainer.epochs}: train/loss {loss:.4f}  "
+                     f"val/acc {val_acc:.3f}{who}")
 
     def checkpoint(self, epoch: int, state: TrainState) -> None:
         every = self.trainer.checkpoint_every
@@ -380,10 +431,8 @@ class Recorder:
         return RunInterrupted(f"interrupted after epoch {epoch} of {self.trainer.epochs}; {saved}")
 
     def _say(self, line: str) -> None:
-        if self.bar is not None and not self.bar.disable:
-            self.bar.write(line)
-        elif self.is_main:
-            print(line)
+        if self.is_main:
+            log.info(line)
 
     # ------------------------------------------------------------ the end
 
@@ -391,8 +440,6 @@ class Recorder:
         """Final rows, outputs, W&B summaries; the run's result (a sweep's: over members)."""
         if self.manager is not None:
             self.manager.wait_until_finished()  # the last checkpoint is on disk before W&B ends
-        if self.bar is not None:
-            self.bar.close()
         setup = self.setup
         last = self.last_evaluation
         if last is not None and last[0] == self.trainer.epochs and self.active.all():
@@ -439,12 +486,11 @@ class Recorder:
             return summary
         by_lr, paths = outputs.write_sweep_outputs(
             setup.run_dir, setup.members, [r.history for r in self.records], finals, params,
-            summary, self.cfg.logger.plots,
+            summary, self.cfg.logger.plots, splits=setup.splits,
         )
         for member, final, logger in zip(setup.members, finals, self.loggers):
             logger.summarize(final)
-            logger.log_artifact(f"params-member-{member.index}", "model",
-                                paths[f"members/{member.index}"])
+            logger.log_model(paths[f"members/{member.index}"], final)
             logger.finish(1 if final["diverged"] else 0)  # a diverged member's run is failed
         self._summarize_sweep(finals, summary, paths.get("curves"))
         best = summary.get("sweep/best_lr")
@@ -454,7 +500,7 @@ class Recorder:
         keys = [key for key in outputs.BY_LR_KEYS if f"{key}/mean" in by_lr[0]]
         outputs.print_by_lr(by_lr, keys)
         if self.summary_logger.run_path:
-            print(f"W&B group {self.group!r}: {len(finals)} member runs and one summary run; "
+            log.info(f"W&B group {self.group!r}: {len(finals)} member runs and one summary run; "
                   f"upload all with: wandb sync "
                   f"{Path(self.summary_logger.run_path).parent.resolve()}/offline-run-*")
         return summary

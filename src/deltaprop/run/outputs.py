@@ -9,7 +9,7 @@ A single run (one member, no sweep axes):
     loss_curves.png        train/val loss and accuracy
     layer_norms.png        per-layer ‖δ_l‖ and ‖∂L/∂W_l‖ over training
     decision_boundary.png  2-D datasets only
-    params.safetensors     final parameters
+    params.safetensors     final parameters, feature names and standardizer (for predict)
 
 A sweep (trainer.num_seeds > 1 or sweep.lr):
     members.csv, members.json        every member's final metrics (member, seed, lr, diverged, ...)
@@ -22,6 +22,7 @@ All JSON is strict: NaN and ±inf are written as null.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from deltaprop.io import plots
-from deltaprop.io.data import Splits
+from deltaprop.io.data import Splits, preprocessing_metadata
 from deltaprop.io.files import save_params, write_csv, write_json, write_jsonl
 from deltaprop.io.tracking import NullLogger
 from deltaprop.metrics import IDENTITY, metric_keys, summarize_by_lr
@@ -41,6 +42,8 @@ from deltaprop.population import Member
 
 BY_LR_KEYS = ("val/best_loss", "val/acc", "test/acc")
 DECISION_GRID_CHUNK = 8192  # at most this many grid points per forward pass of the plot
+
+log = logging.getLogger(__name__)
 
 
 def write_run_outputs(
@@ -57,8 +60,9 @@ def write_run_outputs(
     the same to W&B)."""
     write_jsonl(run_dir / "metrics.jsonl", history)
     write_json(run_dir / "summary.json", final)
-    params_path = save_params(params, run_dir / "params.safetensors")
-    logger.log_artifact("params", "model", params_path)
+    params_path = save_params(params, run_dir / "params.safetensors",
+                              preprocessing_metadata(splits))
+    logger.log_model(params_path, final)
     if not figures:
         return
     figures_to_draw = {
@@ -79,7 +83,7 @@ def _drawn(draw, path: Path) -> Path | None:
     try:
         return draw(path)
     except Exception as error:  # noqa: BLE001  (matplotlib and friends raise many types)
-        print(f"warning: could not draw {path.name}: {type(error).__name__}: {error}")
+        log.warning(f"warning: could not draw {path.name}: {type(error).__name__}: {error}")
         return None
 
 
@@ -117,12 +121,15 @@ def write_sweep_outputs(
     params: Params,
     summary: dict[str, Any],
     figures: bool = True,
+    splits: Splits | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Path]]:
     """Every member's directory, the member tables, the summary and (if `figures`) the curves.
 
     Args:
       params: every member's parameters, member axis first (host arrays).
       summary: metrics.aggregate of `finals`.
+      splits: the run's data; their feature names and standardizer go into every member's
+        params.safetensors (io.data.preprocessing_metadata), for experiments/predict.py.
 
     Returns:
       (by-lr rows, {"members/<i>": params path[, "curves": the figure]}).
@@ -136,7 +143,8 @@ def write_sweep_outputs(
         member_params = [{name: leaf[member.index] for name, leaf in layer.items()}
                          for layer in params]
         paths[f"members/{member.index}"] = save_params(
-            member_params, directory / "params.safetensors"
+            member_params, directory / "params.safetensors",
+            None if splits is None else preprocessing_metadata(splits),
         )
     write_csv(run_dir / "members.csv", finals, [*IDENTITY, *metric_keys(finals)])
     write_json(run_dir / "members.json", finals)
@@ -173,7 +181,7 @@ def print_summary(
     lines.append(f"run directory: {run_dir.resolve()}")
     if wandb_path:
         lines.append(f"W&B run: {Path(wandb_path).resolve()}  (upload: wandb sync <that dir>)")
-    print("\n".join(lines))
+    log.info("\n".join(lines))
 
 
 def print_by_lr(rows: list[dict[str, Any]], keys: Sequence[str]) -> None:
@@ -188,4 +196,4 @@ def print_by_lr(rows: list[dict[str, Any]], keys: Sequence[str]) -> None:
             epochs = ", ".join(str(epoch) for epoch in row["diverged_epochs"])
             diverged = f" ({row['diverged']} diverged at epoch {epochs})"
         lines.append(f"  lr={row['lr']:<10g} n={row['members']:<3d}{diverged} " + "   ".join(cells))
-    print("\n".join(lines))
+    log.info("\n".join(lines))

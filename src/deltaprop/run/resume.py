@@ -12,6 +12,8 @@ refuses those. `trainer.epochs` may grow.
 from __future__ import annotations
 
 import hashlib
+import logging
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -43,11 +45,17 @@ SETTINGS = (
 # Naming one of these accepts other training data (the hash of the data may then differ).
 DATA_SETTINGS = tuple(key for key in SETTINGS if key == "seed" or key.startswith("dataset."))
 
+log = logging.getLogger(__name__)
+
 
 def run_settings(cfg: DictConfig) -> dict[str, Any]:
     """{key: value} of SETTINGS, as JSON-able values."""
-    return {key: OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
-            for key, value in ((key, OmegaConf.select(cfg, key)) for key in SETTINGS)}
+    def plain(value):
+        if OmegaConf.is_config(value):
+            return OmegaConf.to_container(value, enum_to_str=True)
+        return value.value if isinstance(value, Enum) else value
+
+    return {key: plain(OmegaConf.select(cfg, key)) for key in SETTINGS}
 
 
 def data_fingerprint(splits: Splits) -> str:
@@ -105,7 +113,7 @@ def _note_schedule_stretch(saved: dict[str, Any], current: dict[str, Any]) -> No
         "optimizer.warmup_epochs"]
     if saved.get("epochs", current.get("epochs")) != current.get("epochs") and (
             schedule != "constant" or warmup):
-        print(f"note: trainer.epochs changed from {saved['epochs']} to {current['epochs']}: the "
+        log.info(f"note: trainer.epochs changed from {saved['epochs']} to {current['epochs']}: the "
               f"{schedule} schedule now spans {current['epochs']} epochs, from the resumed one on")
 
 
@@ -122,7 +130,7 @@ def resume_candidates(resume: str | None, run_dir: Path) -> list[CheckpointRef]:
         root = Path(run_dir) / CHECKPOINT_DIR
         refs = [CheckpointRef(root, step) for step in reversed(complete_steps(root))]
         if not refs:
-            print(f"note: trainer.resume=auto: no complete checkpoint in {root}; starting fresh")
+            log.info(f"note: trainer.resume=auto: no complete checkpoint in {root}; starting fresh")
         return refs
     return find_checkpoints(Path(resume))
 
@@ -148,7 +156,7 @@ def restore_newest(
             raise
         except CheckpointError as error:
             reasons.append(str(error).splitlines()[0][:300])
-            print(f"note: skipping checkpoint {ref.path}: {reasons[-1]}")
+            log.info(f"note: skipping checkpoint {ref.path}: {reasons[-1]}")
             unreadable.append(ref)
             continue
         changes = changes_on_resume(saved, expected, named, str(ref.path))

@@ -9,6 +9,8 @@ training starts.
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,12 +27,19 @@ from deltaprop.gradient_check import GradcheckReport, gradcheck
 from deltaprop.io.checkpoints import run_metadata
 from deltaprop.io.config import ConfigError
 from deltaprop.io.data import Splits, check_feature_count, load_dataset, split_and_standardize
-from deltaprop.network import Params
-from deltaprop.population import Member, initial_params, member_grid
-from deltaprop.precision import Precision, float64_scope, precision_of
+from deltaprop.network import Params, init_params
+from deltaprop.population import Member, initial_params, member_grid, member_keys
+from deltaprop.precision import Precision, float64_scope, precision_of, precision_scope
 from deltaprop.run import parallel
 from deltaprop.run.resume import data_fingerprint, run_settings
-from deltaprop.training import batches_per_epoch, make_optimizer
+from deltaprop.teaching.bugs import Bug, describe_bug, gradient_with_bug
+from deltaprop.training import (
+    batches_per_epoch,
+    init_train_state,
+    make_optimizer,
+    make_train_epoch,
+    value_and_grad_fn,
+)
 
 GRADCHECK_BATCH = 16
 GRADCHECK_MAX_PARAMS = 20_000  # finite differences cost 4 loss evaluations per parameter
@@ -60,11 +69,18 @@ def data_seed(cfg: DictConfig) -> int:
 
 
 def prepare_data(cfg: DictConfig) -> Splits:
-    """Load, validate, split and standardize (fitted on train only). Raises DataError."""
+    """Load, validate, split and standardize (fitted on train only). Raises DataError.
+
+    trainer.overfit_batches=k keeps only the first k minibatches' worth of training examples:
+    the same few examples every epoch, which a working model must fit (loss -> 0)."""
     data = load_dataset(cfg.dataset, data_seed(cfg))
-    return split_and_standardize(
+    splits = split_and_standardize(
         data, cfg.dataset.val_fraction, cfg.dataset.test_fraction, data_seed(cfg)
     )
+    if cfg.trainer.get("overfit_batches"):
+        n = cfg.trainer.overfit_batches * cfg.trainer.batch_size
+        splits = dataclasses.replace(splits, x_train=splits.x_train[:n], y_train=splits.y_train[:n])
+    return splits
 
 
 def network_sizes(cfg: DictConfig, splits: Splits) -> list[int]:
@@ -84,7 +100,7 @@ def members_of(cfg: DictConfig) -> list[Member]:
 
 
 def engine_name(cfg: DictConfig) -> str:
-    return cfg.sweep.engine if is_sweep(cfg) else "single"
+    return str(cfg.sweep.engine) if is_sweep(cfg) else "single"
 
 
 def resolve_run_dir(cfg: DictConfig) -> Path:
@@ -96,6 +112,34 @@ def resolve_run_dir(cfg: DictConfig) -> Path:
     if HydraConfig.initialized():
         return Path(HydraConfig.get().runtime.output_dir)
     return Path("outputs") / time.strftime("%Y-%m-%d_%H-%M-%S")
+
+
+def check_wandb_agent(cfg: DictConfig, n_members: int) -> None:
+    """A W&B sweep agent gives its trial one run id (WANDB_RUN_ID): a trial is one member."""
+    if os.environ.get("WANDB_SWEEP_ID") and cfg.logger.name == "wandb" and n_members > 1:
+        raise ConfigError(
+            f"a W&B sweep agent's trial is one run (WANDB_SWEEP_ID is set), but "
+            f"trainer.num_seeds={cfg.trainer.num_seeds} and sweep.lr={list(cfg.sweep.lr)} make "
+            f"{n_members} members; sweep seeds and learning rates in the W&B sweep file instead"
+        )
+
+
+def jax_environment() -> dict[str, Any]:
+    """Where this run computes: logged at the start and kept in the W&B config (key `jax`)."""
+    devices = jax.devices()
+    return {"version": jax.__version__, "backend": jax.default_backend(),
+            "device_kind": devices[0].device_kind, "device_count": len(devices),
+            "local_device_count": jax.local_device_count(),
+            "process_count": jax.process_count()}
+
+
+def describe_environment(env: dict[str, Any]) -> str:
+    count = env["device_count"]
+    line = (f"JAX {env['version']} on {env['backend']}: {count} device{'s' * (count != 1)} "
+            f"({env['device_kind']})")
+    if env["process_count"] > 1:
+        line += f" over {env['process_count']} processes"
+    return line
 
 
 def hydra_job_identity(cfg: DictConfig) -> tuple[str | None, str | None]:
@@ -126,7 +170,7 @@ def sweep_group(cfg: DictConfig) -> str:
 
 def member_config(cfg: DictConfig, member: Member) -> dict[str, Any]:
     """The config a member's W&B run shows: the run's, with this member's seed and lr."""
-    config = OmegaConf.to_container(cfg, resolve=True)
+    config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     config["seed"] = member.seed
     config["optimizer"]["lr"] = member.lr
     config["member"] = member.index
@@ -157,12 +201,14 @@ class RunSetup:
         sizes = network_sizes(cfg, splits)
         check_feature_count(splits.x_train, sizes[0])
         n_train = splits.x_train.shape[0]
-        steps_per_epoch = batches_per_epoch(n_train, cfg.trainer.batch_size)
+        steps_per_epoch = batches_per_epoch(n_train, cfg.trainer.batch_size,
+                                            cfg.trainer.limit_batches)
         mesh = None
         if cfg.trainer.data_parallel:
             mesh = parallel.data_mesh()
             parallel.check_divisible(cfg.trainer.batch_size, n_train, mesh)
         members = members_of(cfg)
+        check_wandb_agent(cfg, len(members))
         engine = engine_name(cfg)
         check_objective(cfg.objective, splits.y_train.shape[1])
         metadata = run_metadata(
@@ -204,13 +250,70 @@ def gradcheck_batch(splits: Splits) -> tuple[np.ndarray, np.ndarray]:
 
 
 def gradcheck_from_config(cfg: DictConfig, params: Params | None = None) -> GradcheckReport:
-    """Gradient check of the configured network (at its initial parameters, unless given) on a
-    small batch of the configured data."""
+    """Gradient check of the configured network on a small batch of the configured data.
+
+    It checks at `params` if given, else after gradcheck.after_epochs epochs of the configured
+    training (`trained_params`), else at the initial parameters; the gradient under check is
+    manual_grad, with the mistake gradcheck.inject if one is asked (deltaprop.teaching.bugs).
+    The report's heading says which.
+
+    Raises:
+      InputError: bad data; a bug the network has no place for; training that diverged.
+    """
     splits = prepare_data(cfg)
-    if params is None:
-        params = initial_params(int(cfg.seed), network_sizes(cfg, splits), cfg.model.init,
-                                jnp.float32)
-    return gradcheck(params, *gradcheck_batch(splits))
+    sizes = network_sizes(cfg, splits)
+    bug, epochs = Bug(cfg.gradcheck.inject), int(cfg.gradcheck.after_epochs)
+    gradient, bug_layer = gradient_with_bug(bug, sizes)  # InputError before any training
+    if params is not None:
+        where = "at the given parameters"
+    elif epochs:
+        params = trained_params(cfg, splits, sizes, epochs)
+        where = (f"after {epochs} epoch{'s' * (epochs != 1)} of training "
+                 f"(optimizer={cfg.optimizer.name}, lr={cfg.optimizer.lr}, seed {cfg.seed})")
+    else:
+        params = initial_params(int(cfg.seed), sizes, cfg.model.init, jnp.float32)
+        where = f"at initialization (model.init={cfg.model.init}, seed {cfg.seed})"
+    x, y = gradcheck_batch(splits)
+    heading = [f"{where}: network {sizes}, {len(x)} training examples of dataset="
+               + str(cfg.dataset.name)]
+    if bug is not Bug.none:
+        heading.append(f"injected bug gradcheck.inject={bug} in layer {bug_layer}: "
+                       f"{describe_bug(bug, bug_layer)}")
+    report = gradcheck(params, x, y, gradient_fn=gradient)
+    return dataclasses.replace(report, heading="\n".join(heading))
+
+
+def trained_params(cfg: DictConfig, splits: Splits, sizes: list[int], epochs: int) -> Params:
+    """The parameters a training run of this config has after `epochs` epochs: the same
+    initialization, data order, optimizer and trainer.grad as `python experiments/train.py`
+    (single run, seed and optimizer.lr), without its outputs.
+
+    Raises:
+      ConfigError: the parameters stopped being finite (training diverged).
+    """
+    precision = precision_of(cfg.trainer.precision)
+    steps_per_epoch = batches_per_epoch(splits.x_train.shape[0], cfg.trainer.batch_size,
+                                        cfg.trainer.limit_batches)
+    # The schedule spans the run (or the epochs asked, if longer), as in training.
+    optimizer = make_optimizer(cfg.optimizer, steps_per_epoch, max(cfg.trainer.epochs, epochs))
+    train_epoch = jax.jit(make_train_epoch(
+        optimizer, value_and_grad_fn(cfg.trainer.grad, precision.matmul_dtype),
+        cfg.trainer.batch_size, limit_batches=cfg.trainer.limit_batches,
+    ))
+    with precision_scope(precision.name):
+        init_key, data_key = member_keys(int(cfg.seed))
+        params = init_params(init_key, sizes, cfg.model.init, precision.dtype)
+        state = init_train_state(params, optimizer, data_key)
+        arrays = cast_splits(splits, precision.dtype)
+        for _ in range(epochs):
+            state, _ = train_epoch(state, arrays["x_train"], arrays["y_train"])
+        params = jax.tree.map(np.asarray, state.params)
+    if not all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(params)):
+        raise ConfigError(
+            f"gradcheck.after_epochs={epochs}: the parameters stopped being finite during "
+            f"training (optimizer.lr={cfg.optimizer.lr}); lower the learning rate or the epochs"
+        )
+    return params
 
 
 def worked_example_inputs(

@@ -16,6 +16,7 @@ same way (outputs.py has the run directory's files).
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import jax
@@ -23,6 +24,7 @@ from omegaconf import DictConfig
 
 from deltaprop.io import checkpoints
 from deltaprop.io.config import validate_config
+from deltaprop.io.console import config_tree, console_output
 from deltaprop.io.rundir import run_dir_lock
 from deltaprop.nan_guard import TrainingDiverged, debug_nans_scope
 from deltaprop.precision import precision_scope
@@ -30,9 +32,10 @@ from deltaprop.run import parallel
 from deltaprop.run.engines import EngineSpec, make_engine
 from deltaprop.run.loop import Recorder, run_epochs
 from deltaprop.run.resume import check_resume_changes
-from deltaprop.run.setup import RunSetup
+from deltaprop.run.setup import RunSetup, describe_environment, jax_environment
 
 __all__ = ["TrainingDiverged", "train"]
+log = logging.getLogger(__name__)
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
@@ -50,10 +53,19 @@ def train(cfg: DictConfig) -> dict[str, Any]:
       RunInterrupted (KeyboardInterrupt): Ctrl-C; a final checkpoint is saved first when
         checkpointing is on.
     """
-    validate_config(cfg)
-    check_resume_changes(cfg)
-    if cfg.trainer.distributed:
-        parallel.initialize_distributed()
+    with console_output():
+        validate_config(cfg)
+        check_resume_changes(cfg)
+        if cfg.trainer.distributed:
+            parallel.initialize_distributed()
+        if jax.process_index() == 0:
+            if cfg.print_config:
+                log.info(config_tree(cfg))
+            log.info(describe_environment(jax_environment()))
+        return _train(cfg)
+
+
+def _train(cfg: DictConfig) -> dict[str, Any]:
     with (
         precision_scope(cfg.trainer.precision),
         checkpoints.quiet_orbax_logs(),
@@ -78,6 +90,7 @@ def _engine(cfg: DictConfig, setup: RunSetup):
         precision=setup.precision, optimizer=setup.optimizer, grad=cfg.trainer.grad,
         batch_size=cfg.trainer.batch_size,
         batch_sharding=None if mesh is None else parallel.batch_sharding(mesh),
+        limit_batches=cfg.trainer.limit_batches,
     )
     place = (lambda state: state) if mesh is None else (lambda state: parallel.replicate(state, mesh))
     return make_engine(setup.engine, spec), place

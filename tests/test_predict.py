@@ -1,0 +1,256 @@
+"""predict_from_config(cfg): a trained run's model on new data, its files, and every bad input
+refused with one line before anything is written; and the metadata training leaves for it.
+
+One tiny moons run (and one two-member sweep) is trained per module; the CSV files hold raw,
+unstandardized points of the same distribution under the run's feature names x1, x2.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import SMALL, compose_config
+
+import deltaprop
+from deltaprop.errors import InputError
+from deltaprop.io.data import DataError, load_dataset, preprocessing_metadata
+from deltaprop.io.files import load_params, load_params_and_metadata, save_params
+from deltaprop.metrics import roc_auc
+from deltaprop.run.predict import PredictError, predict_from_config
+from deltaprop.run.setup import data_seed, prepare_data
+
+
+def _train(directory, *overrides):
+    cfg = compose_config(*SMALL, f"run_dir={directory}", *overrides)
+    deltaprop.train(cfg)
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """(run dir, its config) of a finished single run on moons."""
+    directory = tmp_path_factory.mktemp("trained") / "run"
+    return directory, _train(directory)
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    """The directory of a finished two-member sweep on moons."""
+    directory = tmp_path_factory.mktemp("sweep") / "run"
+    _train(directory, "trainer.num_seeds=2")
+    return directory
+
+
+@pytest.fixture(scope="module")
+def points():
+    """(x (40, 2), y (40, 1)): raw moons points the run has not seen (another data seed)."""
+    data = load_dataset(compose_config(*SMALL, "dataset.n_samples=40").dataset, seed=7)
+    return data.x, data.y
+
+
+def write_table(path, header, rows):
+    with open(path, "w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def read_predictions(path):
+    with open(path, newline="") as file:
+        rows = list(csv.DictReader(file))
+    return (np.array([float(row["probability_label"]) for row in rows]),
+            np.array([int(row["predicted_label"]) for row in rows]), list(rows[0]))
+
+
+def expected_probabilities(trained, x):
+    """σ(z_L) of the saved params on x standardized with the training split's own statistics,
+    recomputed from the training config (not read from the file's metadata)."""
+    run_dir, cfg = trained
+    params = load_params(run_dir / "params.safetensors")
+    standardized = prepare_data(cfg).standardizer.transform(x)
+    dtype = params[0]["W"].dtype
+    return np.asarray(deltaprop.predict_proba(params, jnp.asarray(standardized, dtype)))[:, 0]
+
+
+# ---------------------------------------------------------------- what training saves
+
+
+def test_params_metadata_round_trips_as_json(tmp_path):
+    params = [{"W": np.ones((2, 3), np.float32), "b": np.zeros(3, np.float32)}]
+    extra = {"feature_names": ["a", "b"], "standardizer": {"mean": [0.1, 1 / 3], "std": [2.0, 1e-7]}}
+    loaded, metadata = load_params_and_metadata(save_params(params, tmp_path / "p.safetensors",
+                                                            extra))
+    assert metadata == {"sizes": [2, 3], **extra}  # floats round-trip exactly through JSON
+    assert loaded[0]["W"].shape == (2, 3)
+    with pytest.raises(ValueError, match="'sizes' is reserved"):
+        save_params(params, tmp_path / "q.safetensors", {"sizes": [1]})
+
+
+def test_training_saves_feature_names_and_standardizer(trained):
+    run_dir, cfg = trained
+    expected = preprocessing_metadata(prepare_data(cfg))
+    assert expected["feature_names"] == ["x1", "x2"] and expected["label_names"] == ["label"]
+    metadata = load_params_and_metadata(run_dir / "params.safetensors")[1]
+    assert {key: metadata[key] for key in expected} == expected
+
+
+def test_sweep_members_save_feature_names_and_standardizer(trained, sweep):
+    expected = preprocessing_metadata(prepare_data(trained[1]))  # same data, same split
+    metadata = load_params_and_metadata(sweep / "members" / "member_1" / "params.safetensors")[1]
+    assert {key: metadata[key] for key in expected} == expected
+
+
+# ---------------------------------------------------------------- predictions
+
+
+def test_csv_with_labels_gives_predictions_and_metrics(trained, points, make_cfg, tmp_path):
+    x, y = points
+    path = write_table(tmp_path / "new.csv", ["x1", "label", "x2"],  # label anywhere
+                       np.column_stack([x[:, 0], y[:, 0], x[:, 1]]).tolist())
+    out = tmp_path / "predict"
+    metrics = predict_from_config(make_cfg(f"run={trained[0]}", "dataset=csv",
+                                           f"dataset.path={path}", run_dir=out))
+
+    probabilities, predicted, columns = read_predictions(out / "predictions.csv")
+    assert columns == ["probability_label", "predicted_label"]
+    assert probabilities.shape == (len(x),)
+    np.testing.assert_allclose(probabilities, expected_probabilities(trained, x), atol=1e-6)
+    np.testing.assert_array_equal(predicted, probabilities > 0.5)
+    assert set(metrics) == {"predict/loss", "predict/acc", "predict/auc"}
+    assert metrics["predict/acc"] == pytest.approx(np.mean(predicted == y[:, 0]), abs=1e-6)
+    assert metrics["predict/auc"] == pytest.approx(roc_auc(y, probabilities), abs=1e-6)
+    p = np.clip(probabilities, 1e-7, 1 - 1e-7)
+    bce = -np.mean(y[:, 0] * np.log(p) + (1 - y[:, 0]) * np.log(1 - p))
+    assert metrics["predict/loss"] == pytest.approx(bce, rel=1e-4)
+    assert json.loads((out / "metrics.json").read_text()) == pytest.approx(metrics)
+
+
+def test_csv_without_labels_gives_predictions_only(trained, points, make_cfg, tmp_path, capsys):
+    x, _ = points
+    path = write_table(tmp_path / "new.csv", ["x1", "x2"], x.tolist())
+    out = tmp_path / "predict"
+    metrics = predict_from_config(make_cfg(f"run={trained[0]}", "dataset=csv",
+                                           f"dataset.path={path}", run_dir=out))
+    assert metrics == {}
+    assert not (out / "metrics.json").exists()
+    probabilities, _, _ = read_predictions(out / "predictions.csv")
+    np.testing.assert_allclose(probabilities, expected_probabilities(trained, x), atol=1e-6)
+    said = capsys.readouterr().out
+    assert "no metrics: the data have no label column 'label'" in said
+    assert f"predictions: {(out / 'predictions.csv').resolve()}" in said
+
+
+def test_synthetic_dataset_is_predicted_whole(trained, make_cfg, tmp_path):
+    """dataset=moons: every generated example (not only the test split), with its labels."""
+    cfg = make_cfg(f"run={trained[0]}", "dataset.n_samples=30", "seed=5", run_dir=tmp_path / "p")
+    metrics = predict_from_config(cfg)
+    probabilities, _, _ = read_predictions(tmp_path / "p" / "predictions.csv")
+    data = load_dataset(cfg.dataset, data_seed(cfg))
+    np.testing.assert_allclose(probabilities, expected_probabilities(trained, data.x), atol=1e-6)
+    assert metrics["predict/acc"] == pytest.approx(
+        np.mean((probabilities > 0.5) == data.y[:, 0]), abs=1e-6)
+
+
+def test_sweep_member_is_predicted_with_its_own_params(sweep, make_cfg, tmp_path):
+    member = sweep / "members" / "member_1"
+    metrics = predict_from_config(make_cfg(f"run={member}", run_dir=tmp_path / "p"))
+    assert set(metrics) == {"predict/loss", "predict/acc", "predict/auc"}
+
+
+# ---------------------------------------------------------------- bad input: one line, no files
+
+
+def _refused(make_cfg, tmp_path, *overrides, error=InputError):
+    out = tmp_path / "predict"
+    with pytest.raises(error) as caught:
+        predict_from_config(make_cfg(*overrides, run_dir=out))
+    assert "\n" not in str(caught.value)
+    assert not out.exists()  # refused before anything was written
+    return str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        (["x1", "height"], r"missing \['x2'\], unexpected \['height'\]"),
+        (["x1"], r"x has shape \(3, 1\), the model takes \(N, 2\)"),
+        (["x1", "x2", "x3"], r"x has shape \(3, 3\), the model takes \(N, 2\)"),
+        (["x2", "x1"], "the same columns in another order"),
+    ],
+    ids=["names", "too-few", "too-many", "order"],
+)
+def test_features_that_do_not_fit_the_run_are_refused(trained, make_cfg, tmp_path, header,
+                                                      expected):
+    path = write_table(tmp_path / "new.csv", header, [[0.5] * len(header)] * 3)
+    message = _refused(make_cfg, tmp_path, f"run={trained[0]}", "dataset=csv",
+                       f"dataset.path={path}", error=PredictError)
+    assert f"features {header!r}" in message and "trained on 2 features ['x1', 'x2']" in message
+    assert re.search(expected, message), message
+
+
+def test_nan_feature_is_refused_naming_the_column(trained, make_cfg, tmp_path):
+    path = write_table(tmp_path / "new.csv", ["x1", "x2"], [[0.1, 0.2], [0.3, "nan"]])
+    message = _refused(make_cfg, tmp_path, f"run={trained[0]}", "dataset=csv",
+                       f"dataset.path={path}", error=DataError)
+    assert "column 'x2' has 1 NaN/inf values" in message
+
+
+def test_missing_or_unfinished_run_is_refused(make_cfg, tmp_path):
+    assert "no such directory" in _refused(make_cfg, tmp_path, f"run={tmp_path / 'absent'}")
+    assert "run=None: name the training run" in _refused(make_cfg, tmp_path)
+    (tmp_path / "empty").mkdir()
+    assert "has no params.safetensors" in _refused(make_cfg, tmp_path, f"run={tmp_path / 'empty'}")
+
+
+def test_sweep_directory_is_refused_naming_its_members(sweep, make_cfg, tmp_path):
+    message = _refused(make_cfg, tmp_path, f"run={sweep}", error=PredictError)
+    assert f"run={sweep / 'members' / 'member_<i>'}" in message
+    assert "(members: member_0..member_1)" in message
+
+
+def test_params_saved_without_standardizer_ask_for_retraining(trained, make_cfg, tmp_path):
+    old = tmp_path / "old"
+    old.mkdir()
+    save_params(load_params(trained[0] / "params.safetensors"), old / "params.safetensors")
+    message = _refused(make_cfg, tmp_path, f"run={old}", error=PredictError)
+    assert "trained before deltaprop saved its standardizer; retrain" in message
+
+
+def test_metadata_that_disagree_with_the_weights_are_refused(trained, make_cfg, tmp_path):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    params, metadata = load_params_and_metadata(trained[0] / "params.safetensors")
+    metadata = {key: value for key, value in metadata.items() if key != "sizes"}
+    metadata["standardizer"]["std"] = [1.0]  # one feature's std for a two-input network
+    save_params(params, bad / "params.safetensors", metadata)
+    message = _refused(make_cfg, tmp_path, f"run={bad}", error=PredictError)
+    assert "mean (2,) and std (1,)" in message and "sizes [2, 4, 1]" in message
+
+
+# ---------------------------------------------------------------- the command line
+
+
+@pytest.mark.slow
+def test_command_line_predicts_then_exits_2_on_bad_input(trained, points, run_cli, tmp_path):
+    x, y = points
+    good = write_table(tmp_path / "good.csv", ["x1", "x2", "label"], np.hstack([x, y]).tolist())
+    result = run_cli("predict.py", f"run={trained[0]}", "dataset=csv", f"dataset.path={good}",
+                     f"hydra.run.dir={tmp_path / 'good'}")
+    assert result.returncode == 0, result.stderr
+    assert "predict/acc" in result.stdout + result.stderr
+    assert (tmp_path / "good" / "predictions.csv").is_file()
+    assert (tmp_path / "good" / "metrics.json").is_file()
+
+    bad = write_table(tmp_path / "bad.csv", ["x1", "height"], x.tolist())
+    result = run_cli("predict.py", f"run={trained[0]}", "dataset=csv", f"dataset.path={bad}",
+                     f"hydra.run.dir={tmp_path / 'bad'}")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "'height'" in lines[0], lines
+    assert not (tmp_path / "bad" / "predictions.csv").exists()
