@@ -1,5 +1,6 @@
 """The hand-written backward pass against autodiff, closed forms and extreme inputs."""
 
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -288,3 +289,89 @@ def test_bad_shapes_are_rejected_naming_them(function):
             call(jnp.zeros((5, 3)), jnp.zeros((5, 1)))
         with pytest.raises(ValueError, match=r"y has shape \(4, 2\).*\(5, 2\)"):
             call(jnp.zeros((5, 3)), jnp.zeros((4, 2)))
+
+
+# ------------------------------------------------------------ costs and hidden activations
+
+COST_SHAPES = [[4, 1], [3, 5, 2], [2, 3, 3, 3, 1], [5, 8, 6, 4]]
+
+
+@partial(jax.jit, static_argnames=("loss", "activation"))
+def _both_grads_with(params, x, y, loss, activation):
+    """manual_grad and jax.grad(loss_fn) for one cost and hidden activation, in one program."""
+    manual = deltaprop.manual_grad(params, x, y, loss=loss, activation=activation)
+    autodiff = jax.grad(deltaprop.loss_fn)(params, x, y, loss=loss, activation=activation)
+    return manual, autodiff
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh", "relu"])
+@pytest.mark.parametrize("loss", ["bce", "mse"])
+@pytest.mark.parametrize("sizes", COST_SHAPES, ids=str)
+def test_manual_grad_equals_autodiff_for_each_cost_and_activation(sizes, loss, activation):
+    params, x, y = draw_problem(11, sizes, 9)
+    manual, autodiff = _both_grads_with(params, x, y, loss=loss, activation=activation)
+    _assert_same_structure(manual, params)
+    errors = _leaf_errors(manual, autodiff)
+    assert max(errors) <= 1e-10, errors
+    assert max(float(jnp.max(jnp.abs(g))) for g in jax.tree.leaves(manual)) > 1e-6
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh", "relu"])
+def test_mse_manual_grad_equals_central_differences(activation):
+    from jax.flatten_util import ravel_pytree
+
+    params, x, y = draw_problem(12, [3, 4, 2], 6)
+    theta, unravel = ravel_pytree(params)
+    loss = jax.jit(lambda t: deltaprop.loss_fn(unravel(t), x, y, loss="mse", activation=activation))
+    step = 1e-6
+    basis = np.eye(theta.size) * step
+    numeric = np.array([(loss(theta + e) - loss(theta - e)) / (2 * step) for e in basis])
+    manual = ravel_pytree(deltaprop.manual_grad(params, x, y, loss="mse", activation=activation))[0]
+    assert deltaprop.relative_error(manual, numeric) < 1e-7
+
+
+def test_mse_output_delta_keeps_sigma_prime():
+    # δ_L = (a_L − y) ⊙ a_L(1 − a_L) / (N·n_L) for ½(a − y)² averaged over all elements.
+    params, x, y = draw_problem(13, [3, 4, 3], 7)
+    trace = deltaprop.backprop_trace(params, x, y, loss="mse")
+    a = np.asarray(jax.nn.sigmoid(forward_jit(params, x)))
+    expected = (a - np.asarray(y)) * a * (1 - a) / (7 * 3)
+    np.testing.assert_allclose(trace.deltas[-1], expected, rtol=1e-13, atol=1e-18)
+    np.testing.assert_allclose(trace.loss, np.mean(0.5 * (a - np.asarray(y)) ** 2), rtol=1e-14)
+
+
+def test_the_sigmoid_default_is_the_bce_pass_unchanged():
+    params, x, y = draw_problem(14, [3, 4, 2], 5)
+    default = backprop_jit(params, x, y)
+    explicit = deltaprop.backprop_trace(params, x, y, loss="bce", activation="sigmoid")
+    for got, want in zip(jax.tree.leaves(explicit), jax.tree.leaves(default), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-14, atol=1e-18)
+
+
+def test_hidden_activations_are_phi_and_the_output_stays_sigmoid():
+    params, x, y = draw_problem(15, [3, 4, 4, 2], 5)
+    trace = deltaprop.backprop_trace(params, x, y, activation="tanh")
+    for z, a in zip(trace.pre_activations[:-1], trace.activations[1:-1], strict=True):
+        np.testing.assert_allclose(a, np.tanh(z), rtol=1e-14)
+    np.testing.assert_allclose(trace.activations[-1], jax.nn.sigmoid(trace.pre_activations[-1]))
+    relu = deltaprop.backprop_trace(params, x, y, activation="relu")
+    assert all(float(jnp.min(a)) >= 0 for a in relu.activations[1:-1])
+
+
+def test_the_learning_slowdown_of_the_quadratic_cost():
+    # Nielsen ch. 3: one sigmoid neuron, x = 1 → y = 0, w = b = 2 (a = σ(4) ≈ 0.98, badly
+    # wrong and saturated). ∂C/∂w = ∂C/∂b = δ: BCE's a − y ≈ 0.98, the quadratic cost's
+    # (a − y) σ'(z) ≈ 0.017: one step of η = 0.15 cuts BCE by ~7%, the quadratic cost by ~0.05%.
+    params = [{"W": jnp.asarray([[2.0]]), "b": jnp.asarray([2.0])}]
+    x, y = jnp.asarray([[1.0]]), jnp.asarray([[0.0]])
+    a = 1 / (1 + np.exp(-4.0))
+    decrease = {}
+    for loss, delta in (("bce", a), ("mse", a * a * (1 - a))):
+        grads = deltaprop.manual_grad(params, x, y, loss=loss)
+        np.testing.assert_allclose([grads[0]["W"][0, 0], grads[0]["b"][0]], [delta, delta],
+                                   rtol=1e-14)
+        stepped = jax.tree.map(lambda p, g: p - 0.15 * g, params, grads)
+        before, after = (deltaprop.loss_fn(p, x, y, loss=loss) for p in (params, stepped))
+        decrease[loss] = float((before - after) / before)
+    assert 0.05 < decrease["bce"] < 0.1 and 0 < decrease["mse"] < 1e-3
+    assert decrease["bce"] > 50 * decrease["mse"]

@@ -139,3 +139,16 @@ def test_a_misspelled_choice_fails_at_compose_time_listing_the_choices():
         compose_config("trainer.grad=autodif")
     assert "Invalid value 'autodif', expected one of [manual, autodiff]" in str(
         caught.value.__cause__)
+
+
+def test_loss_and_activation_choices_compose_and_default_to_bce_and_sigmoid():
+    cfg = compose_config()
+    assert (cfg.loss, cfg.model.activation) == ("bce", "sigmoid")
+    cfg = compose_config("loss=mse", "model.activation=tanh")
+    validate_config(cfg)
+    assert (cfg.loss, cfg.model.activation) == ("mse", "tanh")
+    for override, choices in (("loss=l2", "[bce, mse]"),
+                              ("model.activation=gelu", "[sigmoid, tanh, relu]")):
+        with pytest.raises(ConfigCompositionException) as caught:
+            compose_config(override)
+        assert f"expected one of {choices}" in str(caught.value.__cause__)

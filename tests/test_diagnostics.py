@@ -137,3 +137,21 @@ def test_progress_metrics_is_one_program_of_evaluate_and_statistics():
     assert set(got["statistics"]) == set(expected)
     for key, value in expected.items():
         assert float(got["statistics"][key]) == pytest.approx(float(value), rel=1e-12), key
+
+
+def test_evaluate_reports_the_configured_cost_and_relu_saturation_counts_dead_units():
+    params, x, y = draw_problem(1, SIZES, 20, as_numpy=True)
+    result = jax.jit(evaluate, static_argnames=("loss", "activation"))(
+        params, x, y, loss="mse", activation="relu"
+    )
+    probabilities = np.asarray(result["probabilities"])
+    np.testing.assert_allclose(result["loss"], np.mean(0.5 * (probabilities - y) ** 2),
+                               rtol=1e-13)
+    np.testing.assert_allclose(
+        result["loss"], loss_fn(params, x, y, loss="mse", activation="relu"), rtol=1e-13
+    )
+    stats = layer_statistics(params, x, y, loss="mse", activation="relu")
+    trace = backprop_trace(params, x, y, loss="mse", activation="relu")
+    dead = float(np.mean(np.asarray(trace.pre_activations[0]) <= 0))
+    assert 0 < dead < 1
+    assert float(stats["layer_2/saturated"]) == pytest.approx(dead)

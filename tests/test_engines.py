@@ -17,12 +17,13 @@ from deltaprop.training import make_optimizer
 SIZES = [2, 5, 1]
 
 
-def spec_for(members, optimizer="adam", batch_size=10, steps_per_epoch=4):
+def spec_for(members, optimizer="adam", batch_size=10, steps_per_epoch=4, **model):
+    """`model`: loss= and activation= (EngineSpec's defaults: bce, sigmoid)."""
     cfg = compose_config(f"optimizer={optimizer}")
     return EngineSpec(
         members=members, sizes=SIZES, init="xavier", precision=precision_of("float64"),
         optimizer=make_optimizer(cfg.optimizer, steps_per_epoch, epochs=2), grad="manual",
-        batch_size=batch_size,
+        batch_size=batch_size, **model,
     )
 
 
@@ -93,3 +94,35 @@ def test_unknown_engine_and_a_crowded_single_engine_are_refused():
         make_engine("blocked", spec_for(member_grid(0, 1, [0.1])))
     with pytest.raises(ValueError, match="the single engine trains one member, not 2"):
         make_engine("single", spec_for(member_grid(0, 2, [0.1])))
+
+
+@pytest.mark.parametrize(("loss", "activation"), [
+    ("mse", "sigmoid"), pytest.param("bce", "tanh", marks=pytest.mark.slow),  # ~15 s each
+])
+def test_sweep_engines_train_each_member_as_its_single_run_for_a_cost_and_activation(
+    loss, activation
+):
+    members = member_grid(0, 1, [0.05, 0.5])
+    x, y = data()
+    model = {"loss": loss, "activation": activation}
+    singles = []
+    for member in members:
+        state, losses, _ = two_epochs(make_engine("single", spec_for([member], **model)), x, y)
+        singles.append((state.params, losses[0]))
+    for name in SWEEP_ENGINES:
+        engine = make_engine(name, spec_for(members, **model))
+        state, losses, finite = two_epochs(engine, x, y)
+        assert finite.tolist() == [True, True]
+        params = engine.member_params(state.params)
+        for member, (single_params, single_loss) in zip(members, singles, strict=True):
+            member_params = jax.tree.map(lambda leaf, i=member.index: leaf[i], params)
+            assert max_difference(single_params, member_params) <= 1e-10, (name, member)
+            np.testing.assert_allclose(losses[member.index], single_loss, rtol=1e-12)
+        evaluated = engine.evaluate(state.params, {f"{v}_{split}": a for split in
+                                                   ("train", "val", "test")
+                                                   for v, a in (("x", x), ("y", y))})
+        assert evaluated["val"]["loss"].shape == (2,)
+    # the cost changes the training: bce and mse runs end apart
+    other = {"loss": "bce" if loss == "mse" else "mse", "activation": activation}
+    state, _, _ = two_epochs(make_engine("single", spec_for(members[:1], **other)), x, y)
+    assert max_difference(state.params, singles[0][0]) > 1e-4

@@ -318,7 +318,7 @@ def test_gradcheck_from_config_injects_the_configured_bug(make_cfg):
     assert {row.layer for row in report.rows if not row.passed} == {2, 3}
     heading = report.heading.splitlines()
     assert heading[0].startswith("at initialization (model.init=xavier, seed 0): network "
-                                 "[2, 3, 3, 1], 16 training examples")
+                                 "[2, 3, 3, 1], loss=bce, model.activation=sigmoid, 16 training examples")
     assert heading[1] == ("injected bug gradcheck.inject=drop_sigma_prime in layer 3: "
                           "δ_3 = δ_4 W_4ᵀ (⊙ a_3(1 − a_3) dropped)")
     assert report.format_table().splitlines()[:2] == heading
@@ -378,3 +378,26 @@ def test_the_command_line_exits_4_for_an_injected_bug(run_cli):
     assert done.returncode == 4, done.stderr[-2000:]
     assert "injected bug gradcheck.inject=missing_mean in layer 3" in done.stdout
     assert done.stdout.count("FAIL") == 4 + 1  # every row, and the summary
+
+
+@pytest.mark.parametrize(("loss", "activation"), [("mse", "sigmoid"), ("bce", "tanh"),
+                                                  ("mse", "relu")])
+def test_gradcheck_checks_the_configured_cost_and_activation(loss, activation):
+    from deltaprop.backprop import manual_grad
+
+    params, x, y = draw_problem(4, (3, 4, 4, 2), 6)
+    report = deltaprop.gradcheck(params, x, y, loss=loss, activation=activation)
+    assert report.passed, report.format_table()
+    # The sigmoid/BCE gradient checked against this cost's reference fails: the check is real.
+    wrong = deltaprop.gradcheck(params, x, y, loss=loss, activation=activation,
+                                gradient_fn=manual_grad)
+    assert not wrong.passed
+
+
+def test_gradcheck_from_config_uses_the_runs_cost(make_cfg):
+    from deltaprop.run.setup import gradcheck_from_config
+
+    report = gradcheck_from_config(make_cfg("loss=mse", "model.activation=tanh"))
+    assert report.passed and "loss=mse, model.activation=tanh" in report.heading
+    with pytest.raises(deltaprop.io.config.ConfigError, match="gradcheck.inject=missing_mean"):
+        gradcheck_from_config(make_cfg("loss=mse", "gradcheck.inject=missing_mean"))

@@ -143,3 +143,41 @@ def test_loss_fn_rejects_mismatched_shapes():
         deltaprop.loss_fn(params, jnp.zeros((5, 3)), jnp.zeros((5, 1)))
     with pytest.raises(ValueError, match=r"y has shape \(5,\)"):
         deltaprop.loss_fn(params, jnp.zeros((5, 3)), jnp.zeros((5,)))
+
+
+# ------------------------------------------------------------------- the quadratic cost
+
+
+def test_quadratic_cost_is_half_the_squared_error():
+    outputs = jnp.asarray([0.0, 0.25, 0.9, 1.0])
+    labels = jnp.asarray([1.0, 0.0, 1.0, 1.0])
+    np.testing.assert_allclose(
+        deltaprop.losses.quadratic_cost(outputs, labels), [0.5, 0.03125, 0.005, 0.0], rtol=1e-15
+    )
+
+
+def test_mse_loss_fn_is_the_mean_of_half_squared_sigmoid_errors():
+    params = _logistic_regression([[1.0], [-2.0]], [0.5], jnp.float64)
+    x = jnp.asarray([[1.0, 0.0], [0.0, 1.0], [2.0, 2.0]])
+    y = jnp.asarray([[1.0], [0.0], [1.0]])
+    a = 1 / (1 + np.exp(-np.array([1.5, -1.5, -1.5])))
+    expected = np.mean(0.5 * (a - np.array([1.0, 0.0, 1.0])) ** 2)
+    np.testing.assert_allclose(deltaprop.loss_fn(params, x, y, loss="mse"), expected, rtol=1e-15)
+
+
+@pytest.mark.parametrize("loss", ["bce", "mse"])
+@pytest.mark.parametrize("label", [0.0, 1.0])
+def test_output_delta_is_the_derivative_of_each_cost(loss, label):
+    logits = jnp.asarray(EXTREME_LOGITS[2:-2])
+    labels = jnp.full_like(logits, label)
+    expected = jax.vmap(jax.grad(lambda z: deltaprop.losses.elementwise_loss(loss, z, label)))(
+        logits
+    )
+    got = deltaprop.losses.output_delta(loss, logits, jax.nn.sigmoid(logits), labels)
+    # atol: a − y from the rounded a = σ(z) loses a's last bits when a is near y (z = 17, y = 1)
+    np.testing.assert_allclose(got, expected, rtol=1e-13, atol=2e-16)
+
+
+def test_an_unknown_cost_is_refused_naming_the_choices():
+    with pytest.raises(ValueError, match="loss='l1' must be one of bce, mse"):
+        deltaprop.losses.output_delta("l1", jnp.zeros(1), jnp.zeros(1), jnp.zeros(1))

@@ -211,3 +211,27 @@ def test_check_batch_raises_inside_jit():
     params = deltaprop.init_params(jax.random.key(19), SIZES)
     with pytest.raises(ValueError, match=r"x has shape \(2, 5\)"):
         jax.jit(deltaprop.forward)(params, jnp.zeros((2, 5)))
+
+
+# ---------------------------------------------------------------- hidden activations
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh", "relu"])
+def test_activation_derivative_equals_jax_grad(activation):
+    from deltaprop.network import activate, activation_derivative
+
+    z = jnp.asarray([-30.0, -2.0, -0.5, -1e-3, 1e-3, 0.5, 2.0, 30.0])
+    expected = jax.vmap(jax.grad(lambda t: activate(activation, t)))(z)
+    got = activation_derivative(activation, z, activate(activation, z))
+    np.testing.assert_allclose(got, expected, rtol=1e-14, atol=1e-300)
+
+
+def test_forward_uses_the_hidden_activation_and_leaves_the_logits_linear():
+    params, x, _ = draw_problem(5, SIZES, 4)
+    a = np.asarray(x)
+    for layer in params[:-1]:
+        a = np.tanh(a @ np.asarray(layer["W"]) + np.asarray(layer["b"]))
+    expected = a @ np.asarray(params[-1]["W"]) + np.asarray(params[-1]["b"])
+    np.testing.assert_allclose(deltaprop.forward(params, x, activation="tanh"), expected, rtol=1e-13)
+    with pytest.raises(ValueError, match="model.activation='gelu' must be one of sigmoid, tanh"):
+        deltaprop.forward(params, x, activation="gelu")

@@ -131,3 +131,20 @@ def test_stable_argsort_rows_orders_equal_high_bits_and_ties_like_a_stable_sort(
     np.testing.assert_array_equal(got, np.argsort(bits, axis=1, kind="stable"))
 
 
+
+
+@pytest.mark.parametrize(("loss", "activation"), [("mse", "sigmoid"), ("bce", "tanh"),
+                                                  ("mse", "relu")])
+def test_packed_pass_matches_the_plain_pass_for_each_cost_and_activation(loss, activation):
+    stacked, x, y = random_members(4, [3, 6, 5, 2], n_members=3, batch=7)
+    options = {"loss": loss, "activation": activation}
+    expected_loss, expected_grads = jax.jit(
+        jax.vmap(lambda p, x, y: manual_value_and_grad(p, x, y, **options))
+    )(stacked, x, y)
+    for grad in ("manual", "autodiff"):
+        value_and_grad = packed.packed_value_and_grad_fn(grad, packed.packed_products(), **options)
+        losses, grads = jax.jit(value_and_grad)(
+            packed.pack(stacked), to_packed_batch(x), to_packed_batch(y)
+        )
+        np.testing.assert_allclose(losses, expected_loss, rtol=1e-13, atol=0)
+        assert max_difference(packed.unpack(grads), expected_grads) < 1e-13, grad

@@ -254,3 +254,25 @@ def test_command_line_predicts_then_exits_2_on_bad_input(trained, points, run_cl
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "'height'" in lines[0], lines
     assert not (tmp_path / "bad" / "predictions.csv").exists()
+
+
+def test_a_tanh_mse_run_is_applied_with_its_own_activation(make_cfg, tmp_path):
+    """The parameter file says how to apply the network: predictions use its activation."""
+    from deltaprop.io.data import load_prediction_data
+    from deltaprop.network import predict_proba
+    from deltaprop.run.predict import load_model
+
+    run = tmp_path / "tanh"
+    deltaprop.train(make_cfg("model.activation=tanh", "loss=mse", run_dir=run))
+    params, standardizer, _, _, network = load_model(run / "params.safetensors")
+    assert network == {"loss": "mse", "activation": "tanh"}
+    out = tmp_path / "predicted"
+    metrics = predict_from_config(make_cfg(f"run={run}", run_dir=out))
+    cfg = make_cfg()
+    x = standardizer.transform(load_prediction_data(cfg.dataset, data_seed(cfg), ("label",)).x)
+    rows = list(csv.DictReader((out / "predictions.csv").open()))
+    got = np.array([float(row["probability_label"]) for row in rows])
+    np.testing.assert_allclose(got, np.asarray(predict_proba(params, x, activation="tanh"))[:, 0],
+                               rtol=1e-6, atol=1e-7)
+    assert not np.allclose(got, np.asarray(predict_proba(params, x))[:, 0], atol=1e-3)
+    assert 0 < metrics["predict/loss"] < 0.2  # the mean ½(a − y)² of the run's cost: below ⅛

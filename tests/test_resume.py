@@ -47,3 +47,15 @@ def test_only_known_settings_can_be_named():
         "optimizer.lr"]
     with pytest.raises(ConfigError, match=r"names model.hidden, which a resume cannot change"):
         check_resume_changes(compose_config("trainer.resume_changes=[model.hidden]"))
+
+
+def test_a_changed_cost_or_activation_is_refused_and_older_checkpoints_mean_the_defaults():
+    with pytest.raises(CheckpointMismatch, match=r"loss 'bce' -> 'mse'; model.activation "
+                                                 r"'sigmoid' -> 'tanh'"):
+        changes_on_resume(metadata(), metadata("loss=mse", "model.activation=tanh"), [], "ckpt")
+    older = metadata()
+    older["settings"] = {key: value for key, value in older["settings"].items()
+                         if key not in ("loss", "model.activation")}  # saved before the keys
+    assert changes_on_resume(older, metadata(), [], "ckpt") == []
+    with pytest.raises(CheckpointMismatch, match=r"loss 'bce' -> 'mse'"):
+        changes_on_resume(older, metadata("loss=mse"), [], "ckpt")

@@ -269,3 +269,24 @@ def test_cli_divergence_a_member_is_reported_every_member_exits_3(tmp_path):
     assert runs["every"].returncode == 3, every_err
     assert "error: every member diverged (at epochs 1, 1)" in every_err
     assert "Traceback" not in every_err
+
+
+def test_a_run_trains_and_reports_the_configured_cost_and_activation(make_cfg, tmp_path):
+    """loss=mse, model.activation=tanh: val/loss is the mean ½(σ(z_L) − y)² of the saved model."""
+    import jax
+
+    from deltaprop.losses import loss_fn
+    from deltaprop.run.setup import RunSetup
+
+    cfg = make_cfg("loss=mse", "model.activation=tanh", "trainer.precision=float64",
+                   "trainer.epochs=4", "trainer.eval_every=4")
+    metrics = train(cfg)
+    params = [{leaf: jax.numpy.asarray(layer[leaf]) for leaf in ("W", "b")}
+              for layer in load_params(tmp_path / "run" / "params.safetensors")]
+    arrays = RunSetup.from_config(cfg).arrays
+    for split in ("train", "val"):
+        expected = loss_fn(params, arrays[f"x_{split}"], arrays[f"y_{split}"], loss="mse",
+                           activation="tanh")
+        assert metrics[f"{split}/loss"] == pytest.approx(float(expected), rel=1e-9), split
+        as_bce = loss_fn(params, arrays[f"x_{split}"], arrays[f"y_{split}"])
+        assert abs(metrics[f"{split}/loss"] - float(as_bce)) > 1e-3  # not the BCE

@@ -293,3 +293,20 @@ def test_manual_and_autodiff_trajectories_agree_over_five_epochs(name):
         finals[grad] = state.params
     assert_trees_close(finals["manual"], finals["autodiff"], atol=1e-10)
     assert float(loss_of(finals["manual"], x, y)) < float(loss_of(params, x, y))  # it trained
+
+
+@pytest.mark.parametrize(("loss", "activation"), [("mse", "sigmoid"), ("mse", "tanh")])
+def test_manual_and_autodiff_trajectories_agree_for_a_cost_and_activation(loss, activation):
+    params, x, y = draw_problem(1, SIZES, 40, as_numpy=True)
+    optimizer = make_optimizer(optimizer_config(name="sgd", lr=2.0), 5, 3)
+    finals = {}
+    for grad in ("manual", "autodiff"):
+        value_and_grad = value_and_grad_fn(grad, loss=loss, activation=activation)
+        train_epoch = jax.jit(make_train_epoch(optimizer, value_and_grad, 8))
+        state = init_train_state(params, optimizer, jax.random.key(0))
+        for _ in range(3):
+            state, _ = train_epoch(state, x, y)
+        finals[grad] = state.params
+    assert_trees_close(finals["manual"], finals["autodiff"], atol=1e-10)
+    before = loss_fn(params, x, y, loss=loss, activation=activation)
+    assert float(loss_fn(finals["manual"], x, y, loss=loss, activation=activation)) < float(before)

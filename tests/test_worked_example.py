@@ -236,3 +236,11 @@ def test_entry_point_exits_nonzero_when_a_check_fails(tmp_path):
     assert result.returncode == 4  # a failed check (deltaprop.errors)
     assert "CHECKS FAILED" in result.stdout
     assert (tmp_path / "worked_example.md").is_file()
+
+
+@pytest.mark.slow
+def test_the_worked_example_refuses_a_cost_it_does_not_show(run_cli, tmp_path):
+    done = run_cli("worked_example.py", "loss=mse", f"hydra.run.dir={tmp_path}")
+    assert done.returncode == 2
+    (line,) = done.stderr.strip().splitlines()
+    assert "shows sigmoid layers and BCE" in line and "loss=mse" in line

@@ -1,11 +1,13 @@
-"""Backpropagation by hand: the δ recursion for sigmoid layers with binary cross-entropy.
+"""Backpropagation by hand: the δ recursion for a sigmoid output with BCE or the quadratic cost.
 
 Row form, as the code computes it: one example per row, a_l and z_l of shape (N, n_l), and
 W_l of shape (n_{l−1}, n_l), so that z_l = a_{l−1} W_l + b_l. With L = mean over N·n_L
 elements of l(z_L, y) (losses.py), define δ_l = ∂L/∂z_l, the error of the MEAN loss. Then
 
-    δ_L = (a_L − y) / (N·n_L)                 σ' cancels against BCE: dl/dz = σ(z) − y
+    δ_L = (a_L − y) / (N·n_L)                 loss=bce: σ' cancels, dl/dz = σ(z) − y
+    δ_L = (a_L − y) ⊙ σ'(z_L) / (N·n_L)       loss=mse: l = ½(a − y)², σ'(z_L) = a_L(1 − a_L)
     δ_l = (δ_{l+1} W_{l+1}ᵀ) ⊙ a_l(1 − a_l)    σ'(z_l) = a_l(1 − a_l), read off the saved a_l
+    δ_l = (δ_{l+1} W_{l+1}ᵀ) ⊙ φ'(z_l)         model.activation=tanh|relu: φ' in network.py
     ∂L/∂W_l = a_{l−1}ᵀ δ_l                     (N-sums: the 1/N of the mean lives in δ_L)
     ∂L/∂b_l = Σ_batch δ_l
 
@@ -35,8 +37,8 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike, DTypeLike
 
-from deltaprop.losses import binary_cross_entropy_with_logits
-from deltaprop.network import Params, check_batch, linear
+from deltaprop.losses import elementwise_loss, output_delta
+from deltaprop.network import Params, activate, activation_derivative, check_batch, linear
 
 
 class BackpropTrace(NamedTuple):
@@ -46,9 +48,9 @@ class BackpropTrace(NamedTuple):
     a_1 = x (index 0 is layer 1).
     """
 
-    loss: jax.Array  # scalar mean BCE
+    loss: jax.Array  # scalar mean cost (BCE or quadratic)
     pre_activations: list[jax.Array]  # z_l, (N, n_l); z_L are the logits
-    activations: list[jax.Array]  # a_l = σ(z_l), (N, n_l); a_1 = x
+    activations: list[jax.Array]  # a_l = φ(z_l) (hidden), a_L = σ(z_L), (N, n_l); a_1 = x
     deltas: list[jax.Array]  # δ_l = ∂L/∂z_l of the mean loss, (N, n_l); textbook δ^l / (N·n_L)
     grads: Params  # [{"W": ∂L/∂W_l, "b": ∂L/∂b_l}]
 
@@ -102,21 +104,22 @@ def dense_products(matmul_dtype: DTypeLike | None = None) -> Products:
 
 
 def forward_pass(
-    params: Params, x: jax.Array, products: Products
+    params: Params, x: jax.Array, products: Products, activation: str = "sigmoid"
 ) -> tuple[list[jax.Array], list[jax.Array]]:
     """([z_2, ..., z_L], [a_1 = x, a_2, ..., a_L]) with the layout's products."""
-    # Forward: z_l = a_{l-1} W_l + b_l, a_l = σ(z_l), keeping both for the backward pass.
+    # Forward: z_l = a_{l-1} W_l + b_l, a_l = φ(z_l) (a_L = σ(z_L)), keeping both for backward.
     activations, pre_activations = [x], []
-    for layer in params:
+    for index, layer in enumerate(params):
         z = products.linear(activations[-1], layer)
         pre_activations.append(z)
-        activations.append(jax.nn.sigmoid(z))
+        output_layer = index == len(params) - 1
+        activations.append(jax.nn.sigmoid(z) if output_layer else activate(activation, z))
     return pre_activations, activations
 
 
-def mean_loss(logits: jax.Array, y: jax.Array) -> jax.Array:
-    """Mean BCE over the batch and output axes (0, 1): a scalar, or one per member."""
-    return jnp.mean(binary_cross_entropy_with_logits(logits, y), axis=(0, 1))
+def mean_loss(logits: jax.Array, y: jax.Array, loss: str = "bce") -> jax.Array:
+    """Mean cost over the batch and output axes (0, 1): a scalar, or one per member."""
+    return jnp.mean(elementwise_loss(loss, logits, y), axis=(0, 1))
 
 
 def backprop_trace(
@@ -125,6 +128,8 @@ def backprop_trace(
     y: ArrayLike,
     matmul_dtype: DTypeLike | None = None,
     products: Products | None = None,
+    loss: str = "bce",
+    activation: str = "sigmoid",
 ) -> BackpropTrace:
     """One forward pass that saves z_l and a_l, then the δ recursion from layer L down to 2.
 
@@ -135,6 +140,8 @@ def backprop_trace(
       matmul_dtype: optional lower precision (bf16) for the matrix products only.
       products: another layout's products (packed.py); its arrays keep their extra axes, and
         the loss is then one mean per member. Default: `dense_products(matmul_dtype)`.
+      loss: the cost, "bce" or "mse" (losses.Loss).
+      activation: φ of the hidden layers (network.Activation); the output is always σ.
 
     Returns:
       A BackpropTrace; `.grads` has exactly the structure of `params`.
@@ -145,19 +152,21 @@ def backprop_trace(
     dtype = params[0]["W"].dtype
     x = jnp.asarray(x, dtype)
     y = jnp.asarray(y, dtype)
-    pre_activations, activations = forward_pass(params, x, products)
+    pre_activations, activations = forward_pass(params, x, products, activation)
     logits = pre_activations[-1]
-    loss = mean_loss(logits, y)
+    mean = mean_loss(logits, y, loss)
     n_elements = logits.shape[0] * logits.shape[1]  # N·n_L (per member, in packed layouts)
 
-    # δ_L = (a_L − y) / (N·n_L): the derivative of the mean BCE with respect to the logits
-    # (the textbook's per-example δ^L = a^L − y, divided by N·n_L).
-    delta = (activations[-1] - y) / n_elements
+    # δ_L = (dl/dz_L) / (N·n_L): the derivative of the mean cost with respect to the logits
+    # (the textbook's per-example δ^L, BP1, divided by N·n_L); bce: a_L − y,
+    # mse: (a_L − y) ⊙ σ'(z_L) (losses.output_delta).
+    delta = output_delta(loss, logits, activations[-1], y) / n_elements
     deltas = [delta]
     for i in range(len(params) - 1, 0, -1):  # params[i] is layer l+1; we compute δ_l, l = i+1
-        a = activations[i]  # a_l
-        # δ_l = (δ_{l+1} W_{l+1}ᵀ) ⊙ a_l(1 − a_l)     (BP2 transposed: W_{l+1} = (w^{l+1})ᵀ)
-        delta = products.backward(delta, params[i]["W"]) * (a * (1 - a))
+        # δ_l = (δ_{l+1} W_{l+1}ᵀ) ⊙ φ'(z_l)     (BP2 transposed: W_{l+1} = (w^{l+1})ᵀ);
+        # sigmoid: φ'(z_l) = a_l(1 − a_l) from the saved a_l = activations[i]
+        derivative = activation_derivative(activation, pre_activations[i - 1], activations[i])
+        delta = products.backward(delta, params[i]["W"]) * derivative
         deltas.insert(0, delta)
 
     grads = [
@@ -167,7 +176,7 @@ def backprop_trace(
         }
         for a_prev, delta in zip(activations[:-1], deltas)
     ]
-    return BackpropTrace(loss, pre_activations, activations, deltas, grads)
+    return BackpropTrace(mean, pre_activations, activations, deltas, grads)
 
 
 def manual_value_and_grad(
@@ -176,14 +185,21 @@ def manual_value_and_grad(
     y: ArrayLike,
     matmul_dtype: DTypeLike | None = None,
     products: Products | None = None,
+    loss: str = "bce",
+    activation: str = "sigmoid",
 ) -> tuple[jax.Array, Params]:
     """(loss, gradients) from one hand-written forward and backward pass."""
-    trace = backprop_trace(params, x, y, matmul_dtype, products)
+    trace = backprop_trace(params, x, y, matmul_dtype, products, loss, activation)
     return trace.loss, trace.grads
 
 
 def manual_grad(
-    params: Params, x: ArrayLike, y: ArrayLike, matmul_dtype: DTypeLike | None = None
+    params: Params,
+    x: ArrayLike,
+    y: ArrayLike,
+    matmul_dtype: DTypeLike | None = None,
+    loss: str = "bce",
+    activation: str = "sigmoid",
 ) -> Params:
     """∂L/∂params by the δ recursion; same structure as `params`. Jit-compatible.
 
@@ -191,13 +207,15 @@ def manual_grad(
       params: from `init_params`.
       x: (N, n_1).
       y: (N, n_L) targets in {0, 1}.
+      loss: "bce" or "mse"; activation: the hidden φ (see `backprop_trace`).
     """
-    return backprop_trace(params, x, y, matmul_dtype).grads
+    return backprop_trace(params, x, y, matmul_dtype, loss=loss, activation=activation).grads
 
 
 @jax.custom_vjp
 def loss_fn_manual(params: Params, x: ArrayLike, y: ArrayLike) -> jax.Array:
-    """`loss_fn` whose backward pass is `manual_grad`: jax.grad and optax run on our δ's."""
+    """`loss_fn` whose backward pass is `manual_grad`: jax.grad and optax run on our δ's.
+    (BCE with sigmoid hidden layers, the defaults of `loss_fn`.)"""
     return backprop_trace(params, x, y).loss
 
 

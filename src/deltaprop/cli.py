@@ -158,6 +158,11 @@ def _worked_example(cfg: DictConfig) -> None:
     try:
         cfg = with_by_hand_experiment(cfg)
         config_schema.validate_config(cfg)
+        if str(cfg.loss) != "bce" or str(cfg.model.activation) != "sigmoid":
+            raise config_schema.ConfigError(
+                f"the worked example shows sigmoid layers and BCE (δ_L = a_L − y), not "
+                f"loss={cfg.loss} model.activation={cfg.model.activation}"
+            )
         options = cfg.worked_example
         params, x, y = worked_example_inputs(cfg, options.batch)
     except InputError as error:  # ConfigError, DataError, a bad batch: found before any work

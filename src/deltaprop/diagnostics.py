@@ -5,7 +5,11 @@ For each layer l = 2..L, from one hand-written backward pass over a batch:
                   δ_l = ∂L/∂z_l of the mean loss (backprop.py), not the textbook's
                   per-example δ^l, which is N·n_L times larger
     ‖∂L/∂W_l‖     the size of the weight update the layer receives
-    saturated_l   fraction of units with σ'(z_l) = a_l(1 − a_l) < 1e-3 (hidden layers only)
+    saturated_l   fraction of units with φ'(z_l) < 1e-3 (hidden layers only; sigmoid:
+                  φ'(z_l) = a_l(1 − a_l); relu: the dead units, φ' = 0)
+
+`loss` (bce | mse) and `activation` (the hidden φ) are the run's `loss` and `model.activation`:
+the reported loss is the trained one.
 """
 
 from __future__ import annotations
@@ -14,26 +18,31 @@ import jax
 import jax.numpy as jnp
 
 from deltaprop.backprop import backprop_trace
-from deltaprop.network import Params
+from deltaprop.network import Params, activation_derivative
 
 SATURATION_THRESHOLD = 1e-3
 
 
-def evaluate(params: Params, x: jax.Array, y: jax.Array) -> dict[str, jax.Array]:
-    """Loss, accuracy (threshold 0.5 on every output) and the probabilities. Jit-compatible."""
-    trace = backprop_trace(params, x, y)
+def evaluate(
+    params: Params, x: jax.Array, y: jax.Array, loss: str = "bce", activation: str = "sigmoid"
+) -> dict[str, jax.Array]:
+    """Loss (the cost `loss`), accuracy (threshold 0.5 on every output) and the probabilities.
+    Jit-compatible."""
+    trace = backprop_trace(params, x, y, loss=loss, activation=activation)
     probabilities = trace.activations[-1]
     accuracy = jnp.mean((probabilities > 0.5) == (y > 0.5))
     return {"loss": trace.loss, "acc": accuracy, "probabilities": probabilities}
 
 
-def layer_statistics(params: Params, x: jax.Array, y: jax.Array) -> dict[str, jax.Array]:
+def layer_statistics(
+    params: Params, x: jax.Array, y: jax.Array, loss: str = "bce", activation: str = "sigmoid"
+) -> dict[str, jax.Array]:
     """Per-layer ‖δ_l‖, ‖∂L/∂W_l‖ and saturation, keyed `layer_{l}/...`. Jit-compatible.
 
     δ_l here is ∂L/∂z_l of the batch-mean loss (backprop.py), so its norm does not grow with N;
     the textbook's per-example δ^l is N·n_L times it, example by example.
     """
-    trace = backprop_trace(params, x, y)
+    trace = backprop_trace(params, x, y, loss=loss, activation=activation)
     stats = {}
     n_layers = len(params)
     for index in range(n_layers):
@@ -41,19 +50,25 @@ def layer_statistics(params: Params, x: jax.Array, y: jax.Array) -> dict[str, ja
         stats[f"{name}/delta_norm"] = jnp.linalg.norm(trace.deltas[index])
         stats[f"{name}/grad_W_norm"] = jnp.linalg.norm(trace.grads[index]["W"])
         stats[f"{name}/grad_b_norm"] = jnp.linalg.norm(trace.grads[index]["b"])
-        if index < n_layers - 1:  # hidden layers: σ'(z_l) = a_l(1 − a_l)
-            a = trace.activations[index + 1]
-            stats[f"{name}/saturated"] = jnp.mean(a * (1 - a) < SATURATION_THRESHOLD)
+        if index < n_layers - 1:  # hidden layers: φ'(z_l), sigmoid: a_l(1 − a_l)
+            derivative = activation_derivative(
+                activation, trace.pre_activations[index], trace.activations[index + 1]
+            )
+            stats[f"{name}/saturated"] = jnp.mean(derivative < SATURATION_THRESHOLD)
     return stats
 
 
-def progress_metrics(params: Params, arrays: dict[str, jax.Array]) -> dict[str, dict[str, jax.Array]]:
+def progress_metrics(
+    params: Params, arrays: dict[str, jax.Array], loss: str = "bce", activation: str = "sigmoid"
+) -> dict[str, dict[str, jax.Array]]:
     """Everything logged at an evaluation, as one program: `evaluate` on the train, validation
     and test splits (arrays x_train, y_train, x_val, ...) and the per-layer statistics on the
     training split. Jit-compatible."""
     results = {
-        split: evaluate(params, arrays[f"x_{split}"], arrays[f"y_{split}"])
+        split: evaluate(params, arrays[f"x_{split}"], arrays[f"y_{split}"], loss, activation)
         for split in ("train", "val", "test")
     }
-    results["statistics"] = layer_statistics(params, arrays["x_train"], arrays["y_train"])
+    results["statistics"] = layer_statistics(
+        params, arrays["x_train"], arrays["y_train"], loss, activation
+    )
     return results

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -198,7 +199,8 @@ _STENCIL = ((2.0, -1.0), (1.0, 8.0), (-1.0, -8.0), (-2.0, 1.0))  # (multiple of 
 
 
 def finite_difference_grad(
-    params: Params, x: ArrayLike, y: ArrayLike, step: float = FINITE_DIFFERENCE_STEP
+    params: Params, x: ArrayLike, y: ArrayLike, step: float = FINITE_DIFFERENCE_STEP,
+    loss: str = "bce", activation: str = "sigmoid",
 ) -> Params:
     """∂L/∂params by the fourth-order central stencil, one direction per parameter.
 
@@ -214,7 +216,7 @@ def finite_difference_grad(
     def derivatives(flat, x, y):
         def perturbed_loss(k):  # k = s·P + i: stencil point s, direction i
             theta = flat.at[k % flat.size].add(multiples[k // flat.size] * step)
-            return loss_fn(unravel(theta), x, y)
+            return loss_fn(unravel(theta), x, y, loss=loss, activation=activation)
 
         losses = jax.lax.map(perturbed_loss, jnp.arange(4 * flat.size)).reshape(4, flat.size)
         return weights @ losses / (12 * step)
@@ -228,7 +230,9 @@ def gradcheck(
     y: ArrayLike,
     tolerance_autodiff: float = TOLERANCE_AUTODIFF,
     tolerance_finite_differences: float = TOLERANCE_FINITE_DIFFERENCES,
-    gradient_fn: Callable[[Params, jax.Array, jax.Array], Params] = manual_grad,
+    gradient_fn: Callable[[Params, jax.Array, jax.Array], Params] | None = None,
+    loss: str = "bce",
+    activation: str = "sigmoid",
 ) -> GradcheckReport:
     """Compare manual_grad with jax.grad and with finite differences, per layer and leaf: the
     leaf's relative error and its worst entry's (module docstring).
@@ -240,16 +244,21 @@ def gradcheck(
       x: (N, n_1) inputs; keep N and the network small, finite differences cost 4 passes per
         parameter.
       y: (N, n_L) targets in {0, 1}.
-      gradient_fn: the gradient under test, (params, x, y) -> grads; `manual_grad` by default.
+      gradient_fn: the gradient under test, (params, x, y) -> grads; `manual_grad` (for this
+        cost and activation) by default.
+      loss, activation: the cost (losses.Loss) and hidden φ (network.Activation) checked.
     """
+    options = {"loss": str(loss), "activation": str(activation)}
+    gradient_fn = gradient_fn or partial(manual_grad, **options)
     check_batch(params, x, y)
     with float64_scope():
         params = jax.tree.map(lambda leaf: jnp.asarray(leaf, jnp.float64), params)
         x, y = jnp.asarray(x, jnp.float64), jnp.asarray(y, jnp.float64)
-        both = jax.jit(lambda p, x, y: (gradient_fn(p, x, y), jax.grad(loss_fn)(p, x, y)))
+        reference = jax.grad(partial(loss_fn, **options))
+        both = jax.jit(lambda p, x, y: (gradient_fn(p, x, y), reference(p, x, y)))
         manual, autodiff = both(params, x, y)  # one compiled program for the two
 
-        numeric = finite_difference_grad(params, x, y)
+        numeric = finite_difference_grad(params, x, y, **options)
         rows = []
         for index, (m, a, n) in enumerate(zip(manual, autodiff, numeric)):
             for leaf in ("W", "b"):

@@ -1,4 +1,11 @@
-"""Binary cross-entropy computed from logits.
+"""The costs on the sigmoid output a = σ(z_L), each with its hand-written δ_L beside it.
+
+    loss=bce   binary cross-entropy, computed from the logits z (below)
+    loss=mse   Nielsen's quadratic cost ½(a − y)², on the same sigmoid outputs
+
+Both are reduced the same way: L = the mean over all N·n_L elements. `output_delta` is each
+cost's dl/dz_L per element (the textbook's δ^L); backprop.py divides it by N·n_L to get δ_L of
+the mean loss.
 
 For a logit z and a target y ∈ {0, 1}, with a = σ(z):
 
@@ -10,6 +17,10 @@ accurate (softplus(z) − z would cancel it away for large z with y = 1). max(z,
 where(z ≥ 0, z, 0) so that autodiff also gets σ(0) − y = 1/2 − y at the kink z = 0
 (jnp.maximum splits its tie and gives −y there). The naive form log(σ(z)) breaks once σ(z) rounds to 1.0
 (z ≳ 16.6 in float32, z ≳ 36.7 in float64): log(1 − a) = −inf.
+
+The quadratic cost l(a, y) = ½(a − y)² has dl/dz = (a − y) σ'(z) = (a − y) a(1 − a): the σ'
+that cross-entropy cancels stays, so a saturated wrong output (a ≈ 1, y = 0) learns slowly
+(Nielsen ch. 3, the learning slowdown).
 """
 
 from __future__ import annotations
@@ -18,7 +29,15 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike, DTypeLike
 
+from deltaprop.choices import Choice
 from deltaprop.network import Params, check_batch, forward
+
+
+class Loss(Choice):
+    """loss: the cost on the sigmoid outputs, averaged over all N·n_L elements."""
+
+    bce = "bce"  # binary cross-entropy from the logits
+    mse = "mse"  # Nielsen's quadratic cost ½(a − y)²
 
 
 def binary_cross_entropy_with_logits(logits: ArrayLike, labels: ArrayLike) -> jax.Array:
@@ -29,18 +48,60 @@ def binary_cross_entropy_with_logits(logits: ArrayLike, labels: ArrayLike) -> ja
     return positive_part - logits * labels + jnp.log1p(jnp.exp(-jnp.abs(logits)))
 
 
+def quadratic_cost(outputs: ArrayLike, labels: ArrayLike) -> jax.Array:
+    """Element-wise quadratic cost l(a, y) = ½(a − y)² of the outputs a = σ(z_L); the caller
+    reduces."""
+    outputs = jnp.asarray(outputs)
+    return 0.5 * jnp.square(outputs - jnp.asarray(labels, outputs.dtype))
+
+
+def elementwise_loss(loss: str, logits: jax.Array, labels: ArrayLike) -> jax.Array:
+    """l(z_L, y) per element for the cost `loss` ("bce" or "mse"), from the logits."""
+    if loss == "bce":
+        return binary_cross_entropy_with_logits(logits, labels)
+    if loss == "mse":
+        return quadratic_cost(jax.nn.sigmoid(logits), labels)
+    raise ValueError(f"loss={loss!r} must be one of {', '.join(Loss.values())}")
+
+
+def output_delta(loss: str, z: jax.Array, a: jax.Array, y: jax.Array) -> jax.Array:
+    """dl/dz_L per element, by hand (the textbook's δ^L, before the 1/(N·n_L) of the mean).
+
+    Args:
+      loss: "bce" or "mse".
+      z: (N, n_L) logits z_L (unused by both costs, which read σ'(z_L) off a_L; kept so a cost
+        that needs z_L itself fits the same call).
+      a: (N, n_L) outputs a_L = σ(z_L).
+      y: (N, n_L) targets.
+    """
+    del z
+    if loss == "bce":
+        return a - y  # dl/dz = σ(z) − y: σ'(z) cancels against the log
+    if loss == "mse":
+        return (a - y) * (a * (1 - a))  # dl/dz = (a − y) σ'(z), σ'(z) = a(1 − a)
+    raise ValueError(f"loss={loss!r} must be one of {', '.join(Loss.values())}")
+
+
 def loss_fn(
-    params: Params, x: ArrayLike, y: ArrayLike, matmul_dtype: DTypeLike | None = None
+    params: Params,
+    x: ArrayLike,
+    y: ArrayLike,
+    matmul_dtype: DTypeLike | None = None,
+    loss: str = "bce",
+    activation: str = "sigmoid",
 ) -> jax.Array:
-    """Mean BCE over all N·n_L elements (torch's BCEWithLogitsLoss with reduction="mean").
+    """Mean cost over all N·n_L elements; for bce, torch's BCEWithLogitsLoss with
+    reduction="mean", for mse, the mean of ½(σ(z_L) − y)² (half of torch's MSELoss on σ(z_L)).
 
     Args:
       params: from `init_params`.
       x: (N, n_1) inputs.
       y: (N, n_L) targets in {0, 1}.
+      loss: "bce" or "mse" (`Loss`).
+      activation: the hidden layers' φ (`network.Activation`).
 
     Returns:
       A scalar.
     """
     check_batch(params, x, y)
-    return jnp.mean(binary_cross_entropy_with_logits(forward(params, x, matmul_dtype), y))
+    return jnp.mean(elementwise_loss(loss, forward(params, x, matmul_dtype, activation), y))

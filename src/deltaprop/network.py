@@ -1,11 +1,18 @@
-"""Fully connected sigmoid networks as bare pytrees.
+"""Fully connected networks (hidden φ, sigmoid output) as bare pytrees.
 
 Layers are numbered as in the textbook: layer 1 is the input, layers l = 2..L each hold a weight
 matrix W_l of shape (n_{l-1}, n_l) and biases b_l of shape (n_l,). `params[i]` is layer l = i + 2:
 
     z_l = a_{l-1} W_l + b_l          a_1 = x
-    a_l = σ(z_l)                     for the hidden layers l = 2..L-1
+    a_l = φ(z_l)                     for the hidden layers l = 2..L-1 (model.activation)
     z_L                              the logits; the loss takes them directly (see losses.py)
+
+The output stays a sigmoid, a_L = σ(z_L), whatever φ is. Each φ has its hand-written φ'(z)
+beside it (`activation_derivative`), read off the saved a = φ(z) where it can be:
+
+    sigmoid   φ = σ(z)          φ'(z) = a(1 − a)
+    tanh      φ = tanh(z)       φ'(z) = 1 − a²
+    relu      φ = max(z, 0)     φ'(z) = 1 where z > 0, else 0 (the subgradient 0 at z = 0)
 """
 
 from __future__ import annotations
@@ -28,6 +35,38 @@ class Init(Choice):
 
 
 INIT_SCHEMES = Init.values()
+
+
+class Activation(Choice):
+    """model.activation: φ of the hidden layers (the output layer is always σ)."""
+
+    sigmoid = "sigmoid"
+    tanh = "tanh"
+    relu = "relu"
+
+
+def activate(activation: str, z: jax.Array) -> jax.Array:
+    """a = φ(z) for the hidden activation `activation`."""
+    if activation == "sigmoid":
+        return jax.nn.sigmoid(z)
+    if activation == "tanh":
+        return jnp.tanh(z)
+    if activation == "relu":
+        return jnp.where(z > 0, z, 0)
+    raise ValueError(f"model.activation={activation!r} must be one of "
+                     f"{', '.join(Activation.values())}")
+
+
+def activation_derivative(activation: str, z: jax.Array, a: jax.Array) -> jax.Array:
+    """φ'(z) by hand, from z and the saved a = φ(z)."""
+    if activation == "sigmoid":
+        return a * (1 - a)  # σ'(z) = σ(z)(1 − σ(z))
+    if activation == "tanh":
+        return 1 - a * a  # tanh'(z) = 1 − tanh²(z)
+    if activation == "relu":
+        return (z > 0).astype(a.dtype)  # 1 for z > 0, 0 for z ≤ 0 (as jax.grad of where)
+    raise ValueError(f"model.activation={activation!r} must be one of "
+                     f"{', '.join(Activation.values())}")
 
 
 def validate_sizes(sizes: Sequence[int]) -> tuple[int, ...]:
@@ -116,13 +155,19 @@ def linear(a: jax.Array, layer: dict[str, jax.Array], matmul_dtype: DTypeLike | 
     return product + layer["b"]
 
 
-def forward(params: Params, x: ArrayLike, matmul_dtype: DTypeLike | None = None) -> jax.Array:
+def forward(
+    params: Params,
+    x: ArrayLike,
+    matmul_dtype: DTypeLike | None = None,
+    activation: str = "sigmoid",
+) -> jax.Array:
     """Logits z_L of the output layer.
 
     Args:
       params: from `init_params`.
       x: (N, n_1).
       matmul_dtype: optional lower precision for the matrix products (bf16).
+      activation: φ of the hidden layers (`Activation`).
 
     Returns:
       (N, n_L) logits; σ(z_L) are the predicted probabilities.
@@ -130,10 +175,10 @@ def forward(params: Params, x: ArrayLike, matmul_dtype: DTypeLike | None = None)
     check_batch(params, x)
     a = jnp.asarray(x, params[0]["W"].dtype)
     for layer in params[:-1]:
-        a = jax.nn.sigmoid(linear(a, layer, matmul_dtype))  # a_l = σ(a_{l-1} W_l + b_l)
+        a = activate(activation, linear(a, layer, matmul_dtype))  # a_l = φ(a_{l-1} W_l + b_l)
     return linear(a, params[-1], matmul_dtype)  # z_L = a_{L-1} W_L + b_L
 
 
-def predict_proba(params: Params, x: ArrayLike) -> jax.Array:
+def predict_proba(params: Params, x: ArrayLike, activation: str = "sigmoid") -> jax.Array:
     """a_L = σ(z_L), shape (N, n_L)."""
-    return jax.nn.sigmoid(forward(params, x))
+    return jax.nn.sigmoid(forward(params, x, activation=activation))

@@ -141,19 +141,23 @@ def packed_products(
     )
 
 
-def packed_value_and_grad_fn(grad: str, products: Products) -> Callable:
+def packed_value_and_grad_fn(
+    grad: str, products: Products, loss: str = "bce", activation: str = "sigmoid"
+) -> Callable:
     """(packed params, x, y) -> (losses (M,), grads): the δ recursion, or jax.grad.
 
     With autodiff, jax.grad differentiates Σ_m L_m; members share no parameters, so its
-    gradient with respect to member m's parameters is ∂L_m/∂θ_m.
+    gradient with respect to member m's parameters is ∂L_m/∂θ_m. `loss` and `activation` as
+    in backprop.backprop_trace.
     """
     if grad == "manual":
-        return partial(manual_value_and_grad, products=products)
+        return partial(manual_value_and_grad, products=products, loss=loss,
+                       activation=activation)
     if grad == "autodiff":
 
         def total_loss(params, x, y):
-            logits = forward_pass(params, x, products)[0][-1]
-            losses = mean_loss(logits, y)
+            logits = forward_pass(params, x, products, activation)[0][-1]
+            losses = mean_loss(logits, y, loss)
             return jnp.sum(losses), losses
 
         value_and_grad = jax.value_and_grad(total_loss, has_aux=True)

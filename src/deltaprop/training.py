@@ -55,12 +55,19 @@ class TrainState(NamedTuple):
     epoch: jax.Array  # epochs completed
 
 
-def value_and_grad_fn(grad: str = "manual", matmul_dtype: Any | None = None) -> ValueAndGrad:
-    """(params, x, y) -> (loss, ∂L/∂params) by the hand-written pass or by jax.grad."""
+def value_and_grad_fn(
+    grad: str = "manual",
+    matmul_dtype: Any | None = None,
+    loss: str = "bce",
+    activation: str = "sigmoid",
+) -> ValueAndGrad:
+    """(params, x, y) -> (loss, ∂L/∂params) by the hand-written pass or by jax.grad, for the
+    cost `loss` (losses.Loss) and the hidden activation `activation` (network.Activation)."""
+    options = {"matmul_dtype": matmul_dtype, "loss": loss, "activation": activation}
     if grad == "manual":
-        return partial(manual_value_and_grad, matmul_dtype=matmul_dtype)
+        return partial(manual_value_and_grad, **options)
     if grad == "autodiff":
-        return jax.value_and_grad(partial(loss_fn, matmul_dtype=matmul_dtype))
+        return jax.value_and_grad(partial(loss_fn, **options))
     raise ValueError(f"trainer.grad={grad!r} must be 'manual' or 'autodiff'")
 
 

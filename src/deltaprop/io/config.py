@@ -19,7 +19,8 @@ from deltaprop.errors import InputError
 from deltaprop.io.data import DatasetName
 from deltaprop.io.rundir import RunDirExists
 from deltaprop.io.tracking import LoggerMode, LoggerName
-from deltaprop.network import Init
+from deltaprop.losses import Loss
+from deltaprop.network import Activation, Init
 from deltaprop.population import MemberLayout
 from deltaprop.precision import PrecisionName
 from deltaprop.teaching.bugs import Bug
@@ -34,6 +35,7 @@ class ConfigError(InputError):
 class ModelConfig:
     hidden: list[int] = field(default_factory=lambda: [16, 16])
     init: Init = Init.xavier
+    activation: Activation = Activation.sigmoid  # hidden layers; the output is always σ
 
 
 @dataclass
@@ -135,6 +137,7 @@ class Config:
     sweep: SweepConfig = field(default_factory=SweepConfig)
     worked_example: WorkedExampleConfig = field(default_factory=WorkedExampleConfig)
     gradcheck: GradcheckConfig = field(default_factory=GradcheckConfig)
+    loss: Loss = Loss.bce  # the trained cost on σ(z_L): bce | mse (deltaprop.losses)
     seed: int = 0
     objective: str = "val/best_loss"  # what experiments/train.py returns to a Hydra sweeper
     run_dir: str | None = None  # default: Hydra's run directory, else ./outputs/<time>

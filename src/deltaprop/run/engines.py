@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import jax
@@ -57,6 +58,8 @@ class EngineSpec:
     batch_size: int
     batch_sharding: jax.sharding.Sharding | None = None  # data parallel
     limit_batches: int = 0  # trainer.limit_batches
+    loss: str = "bce"  # loss: the trained (and reported) cost
+    activation: str = "sigmoid"  # model.activation: φ of the hidden layers
 
 
 @dataclass(frozen=True)
@@ -110,16 +113,19 @@ def _with_finite(epoch_fn: Callable, member_axis_of: Callable, add_member_axis: 
     return epoch_and_check
 
 
-def _evaluation(to_member_first: Callable) -> Callable:
+def _evaluation(to_member_first: Callable, spec: EngineSpec) -> Callable:
     """evaluate(params, arrays) of every member: diagnostics.progress_metrics under jax.vmap."""
-    progress = jax.vmap(progress_metrics, in_axes=(0, None))
+    progress = jax.vmap(
+        partial(progress_metrics, loss=spec.loss, activation=spec.activation), in_axes=(0, None)
+    )
     return jax.jit(lambda params, arrays: progress(to_member_first(params), arrays))
 
 
 def _single(spec: EngineSpec) -> Engine:
     (member,) = spec.members
     optimizer, dtype = spec.optimizer, spec.precision.dtype
-    value_and_grad = value_and_grad_fn(spec.grad, spec.precision.matmul_dtype)
+    value_and_grad = value_and_grad_fn(spec.grad, spec.precision.matmul_dtype, spec.loss,
+                                       spec.activation)
     epoch_fn = make_train_epoch(optimizer, value_and_grad, spec.batch_size, spec.batch_sharding,
                                 limit_batches=spec.limit_batches)
 
@@ -135,7 +141,7 @@ def _single(spec: EngineSpec) -> Engine:
     return Engine(
         lambda: build(member.seed, member.lr),
         jax.jit(_with_finite(epoch_fn, no_member_axis, True)),
-        _evaluation(add_axis), _keep(no_member_axis), add_axis, epoch_fn,
+        _evaluation(add_axis, spec), _keep(no_member_axis), add_axis, epoch_fn,
     )
 
 
@@ -157,7 +163,8 @@ def _stacked_state(spec: EngineSpec, layout: Callable[[Any], Any], vmapped: bool
 
 
 def _vmap(spec: EngineSpec) -> Engine:
-    value_and_grad = value_and_grad_fn(spec.grad, spec.precision.matmul_dtype)
+    value_and_grad = value_and_grad_fn(spec.grad, spec.precision.matmul_dtype, spec.loss,
+                                       spec.activation)
     epoch_fn = jax.vmap(
         make_train_epoch(spec.optimizer, value_and_grad, spec.batch_size, spec.batch_sharding,
                          limit_batches=spec.limit_batches),
@@ -166,7 +173,7 @@ def _vmap(spec: EngineSpec) -> Engine:
     first_axis = lambda leaf: 0
     return Engine(
         _stacked_state(spec, lambda params: params, vmapped=True),
-        jax.jit(_with_finite(epoch_fn, first_axis)), _evaluation(lambda params: params),
+        jax.jit(_with_finite(epoch_fn, first_axis)), _evaluation(lambda params: params, spec),
         _keep(first_axis), lambda params: params, epoch_fn,
     )
 
@@ -175,7 +182,8 @@ def _packed(spec: EngineSpec) -> Engine:
     products = packed.packed_products(
         spec.precision.matmul_dtype, sharded_batch=spec.batch_sharding is not None
     )
-    value_and_grad = packed.packed_value_and_grad_fn(spec.grad, products)
+    value_and_grad = packed.packed_value_and_grad_fn(spec.grad, products, spec.loss,
+                                                     spec.activation)
     epoch_fn = make_train_epoch(spec.optimizer, value_and_grad, spec.batch_size,
                                 spec.batch_sharding, packed.MEMBER_MINIBATCHES,
                                 spec.limit_batches)
@@ -184,5 +192,5 @@ def _packed(spec: EngineSpec) -> Engine:
     )
     return Engine(
         _stacked_state(spec, packed.pack, vmapped=False), epoch,
-        _evaluation(packed.unpack), _keep(packed.member_axis_of), packed.unpack, epoch_fn,
+        _evaluation(packed.unpack, spec), _keep(packed.member_axis_of), packed.unpack, epoch_fn,
     )

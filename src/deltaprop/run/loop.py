@@ -256,8 +256,12 @@ class Recorder:
                               self.engine.member_params(jax.device_get(state.params)))
         if sum(leaf.size for leaf in jax.tree.leaves(params)) > GRADCHECK_MAX_PARAMS:
             return
-        report = gradcheck(params, *gradcheck_batch(self.setup.splits))
+        report = gradcheck(params, *gradcheck_batch(self.setup.splits), **self._model())
         self.main_logger.log_table("gradcheck", *report.table())
+
+    def _model(self) -> dict[str, str]:
+        """The cost and hidden activation: what the gradient check and the saved model need."""
+        return {"loss": str(self.cfg.loss), "activation": str(self.cfg.model.activation)}
 
     # ------------------------------------------------------------ every epoch
 
@@ -473,7 +477,7 @@ class Recorder:
             single_params = jax.tree.map(lambda leaf: leaf[0], params)
             outputs.write_run_outputs(self.setup.run_dir, record.history, final, single_params,
                                       self.setup.splits, logger, self.trainer.epochs,
-                                      self.cfg.logger.plots)
+                                      self.cfg.logger.plots, model=self._model())
             outputs.print_summary(final, self.setup.run_dir, logger.run_path)
         logger.summarize(final)
         logger.finish(0)
@@ -486,7 +490,7 @@ class Recorder:
             return summary
         by_lr, paths = outputs.write_sweep_outputs(
             setup.run_dir, setup.members, [r.history for r in self.records], finals, params,
-            summary, self.cfg.logger.plots, splits=setup.splits,
+            summary, self.cfg.logger.plots, splits=setup.splits, model=self._model(),
         )
         for member, final, logger in zip(setup.members, finals, self.loggers):
             logger.summarize(final)

@@ -44,6 +44,7 @@ BY_LR_KEYS = ("val/best_loss", "val/acc", "test/acc")
 DECISION_GRID_CHUNK = 8192  # at most this many grid points per forward pass of the plot
 
 log = logging.getLogger(__name__)
+DEFAULT_MODEL = {"loss": "bce", "activation": "sigmoid"}  # parameter files from before both
 
 
 def write_run_outputs(
@@ -55,13 +56,16 @@ def write_run_outputs(
     logger: NullLogger,
     step: int,
     figures: bool = True,
+    model: dict[str, str] | None = None,
 ) -> None:
     """A single run: metrics history, summary, plots (unless not `figures`) and parameters (and
-    the same to W&B)."""
+    the same to W&B). `model` ({"loss": ..., "activation": ...}) goes into the parameter file's
+    metadata beside the standardizer: what it takes to apply the network."""
+    model = model or DEFAULT_MODEL
     write_jsonl(run_dir / "metrics.jsonl", history)
     write_json(run_dir / "summary.json", final)
     params_path = save_params(params, run_dir / "params.safetensors",
-                              preprocessing_metadata(splits))
+                              preprocessing_metadata(splits) | model)
     logger.log_model(params_path, final)
     if not figures:
         return
@@ -71,7 +75,7 @@ def write_run_outputs(
     }
     if splits.x_train.shape[1] == 2:
         figures_to_draw["decision_boundary"] = lambda path: plots.plot_decision_boundary(
-            _chunked_probabilities(params), splits.x_train, splits.y_train, path
+            _chunked_probabilities(params, model["activation"]), splits.x_train, splits.y_train, path
         )
     images = {f"plots/{name}": path for name, draw in figures_to_draw.items()
               if (path := _drawn(draw, run_dir / f"{name}.png")) is not None}
@@ -87,9 +91,9 @@ def _drawn(draw, path: Path) -> Path | None:
         return None
 
 
-def _chunked_probabilities(params: Params):
+def _chunked_probabilities(params: Params, activation: str = "sigmoid"):
     """grid (G, 2) -> σ(z_L) (G, 1), a chunk of the grid at a time."""
-    predict = jax.jit(lambda p, x: jax.nn.sigmoid(forward(p, x)))
+    predict = jax.jit(lambda p, x: jax.nn.sigmoid(forward(p, x, activation=activation)))
     dtype = params[0]["W"].dtype
 
     def probabilities(grid: np.ndarray) -> np.ndarray:
@@ -122,6 +126,7 @@ def write_sweep_outputs(
     summary: dict[str, Any],
     figures: bool = True,
     splits: Splits | None = None,
+    model: dict[str, str] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Path]]:
     """Every member's directory, the member tables, the summary and (if `figures`) the curves.
 
@@ -144,7 +149,7 @@ def write_sweep_outputs(
                          for layer in params]
         paths[f"members/{member.index}"] = save_params(
             member_params, directory / "params.safetensors",
-            None if splits is None else preprocessing_metadata(splits),
+            None if splits is None else preprocessing_metadata(splits) | (model or DEFAULT_MODEL),
         )
     write_csv(run_dir / "members.csv", finals, [*IDENTITY, *metric_keys(finals)])
     write_json(run_dir / "members.json", finals)

@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +47,9 @@ from deltaprop.io.config import validate_config
 from deltaprop.io.console import console_output
 from deltaprop.io.data import Dataset, Standardizer, load_prediction_data
 from deltaprop.io.files import load_params_and_metadata, write_csv, write_json
+from deltaprop.losses import Loss
 from deltaprop.metrics import split_metrics
-from deltaprop.network import Params, layer_sizes, predict_proba
+from deltaprop.network import Activation, Params, layer_sizes, predict_proba
 from deltaprop.precision import float64_scope
 from deltaprop.run.setup import data_seed, resolve_run_dir
 
@@ -84,12 +86,12 @@ def predict_from_config(cfg: DictConfig) -> dict[str, float]:
 def _predict(cfg: DictConfig) -> dict[str, float]:
     validate_config(cfg)
     params_path = find_params(cfg.get("run"))
-    params, standardizer, features, labels = load_model(params_path)
+    params, standardizer, features, labels, network = load_model(params_path)
     data = load_prediction_data(cfg.dataset, data_seed(cfg), labels)
     check_features(data, features, params_path)
 
     x = standardizer.transform(data.x)  # (N, n_features): the training split's (x − mean) / std
-    probabilities, metrics = _apply(params, x, data.y if data.y.shape[1] else None)
+    probabilities, metrics = _apply(params, x, data.y if data.y.shape[1] else None, **network)
 
     out_dir = resolve_run_dir(cfg)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -143,8 +145,9 @@ def find_params(run: Any) -> Path:
 
 
 def load_model(params_path: Path) -> tuple[Params, Standardizer, tuple[str, ...],
-                                          tuple[str, ...]]:
-    """(params, standardizer, feature names, label names) from a training run's parameter file.
+                                          tuple[str, ...], dict[str, str]]:
+    """(params, standardizer, feature names, label names, {"loss", "activation"}) from a
+    training run's parameter file (files from before costs and activations: bce, sigmoid).
 
     Raises:
       PredictError: a file without the standardizer (from before deltaprop saved it), or one
@@ -179,7 +182,11 @@ def load_model(params_path: Path) -> tuple[Params, Standardizer, tuple[str, ...]
             f"feature_names {_shown(features)}, label_names {_shown(labels)}, standardizer "
             f"mean {mean.shape} and std {std.shape} (must be ({sizes[0]},), finite, std > 0)"
         )
-    return params, Standardizer(mean=mean, std=std), tuple(features), tuple(labels)
+    network = {"loss": metadata.get("loss", "bce"),
+               "activation": metadata.get("activation", "sigmoid")}
+    if network["loss"] not in Loss.values() or network["activation"] not in Activation.values():
+        raise PredictError(f"{params_path}: unknown cost or activation in its metadata: {network}")
+    return params, Standardizer(mean=mean, std=std), tuple(features), tuple(labels), network
 
 
 def check_features(data: Dataset, features: tuple[str, ...], params_path: Path) -> None:
@@ -208,7 +215,8 @@ def _shown(names: Any) -> str:
     return repr(names[:_NAMES_SHOWN])[:-1] + f", ... ({len(names)} in all)]"
 
 
-def _apply(params: Params, x: np.ndarray, y: np.ndarray | None):
+def _apply(params: Params, x: np.ndarray, y: np.ndarray | None, loss: str = "bce",
+           activation: str = "sigmoid"):
     """(probabilities (N, n_L) float64, metrics) of the model on standardized x, in the dtype of
     its parameters; metrics {} without labels."""
     dtype = params[0]["W"].dtype
@@ -216,10 +224,13 @@ def _apply(params: Params, x: np.ndarray, y: np.ndarray | None):
     with scope:
         device_params = jax.tree.map(jnp.asarray, params)
         inputs = jnp.asarray(x, dtype)
-        probabilities = np.asarray(jax.jit(predict_proba)(device_params, inputs), np.float64)
+        probabilities = np.asarray(
+            jax.jit(partial(predict_proba, activation=activation))(device_params, inputs),
+            np.float64)
         if y is None:
             return probabilities, {}
-        result = jax.device_get(jax.jit(evaluate)(device_params, inputs, jnp.asarray(y, dtype)))
+        score = jax.jit(partial(evaluate, loss=loss, activation=activation))
+        result = jax.device_get(score(device_params, inputs, jnp.asarray(y, dtype)))
     # split_metrics takes a population (member axis first): this model is a population of one.
     columns = split_metrics({key: np.asarray(value)[None] for key, value in result.items()}, y,
                             METRICS_PREFIX)

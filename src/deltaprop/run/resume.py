@@ -40,8 +40,10 @@ SETTINGS = (
     "model.init", "optimizer.lr", "optimizer.momentum", "optimizer.b1", "optimizer.b2",
     "optimizer.weight_decay", "optimizer.schedule", "optimizer.decay_rate",
     "optimizer.warmup_epochs", "trainer.batch_size", "trainer.grad", "trainer.data_parallel",
-    "sweep.lr",
+    "sweep.lr", "loss", "model.activation",
 )
+# What a run saved before a setting existed was trained with (its checkpoint lacks the key).
+SETTING_DEFAULTS = {"loss": "bce", "model.activation": "sigmoid"}
 # Naming one of these accepts other training data (the hash of the data may then differ).
 DATA_SETTINGS = tuple(key for key in SETTINGS if key == "seed" or key.startswith("dataset."))
 
@@ -88,7 +90,7 @@ def changes_on_resume(
       CheckpointMismatch: a difference not named (each key with its old and new value), or
         other data under the same settings.
     """
-    old, new = saved.get("settings", {}), current["settings"]
+    old, new = SETTING_DEFAULTS | saved.get("settings", {}), current["settings"]
     changed = [key for key in SETTINGS if old.get(key) != new.get(key)]
     refused = [key for key in changed if key not in named]
     if refused:

@@ -263,6 +263,12 @@ def gradcheck_from_config(cfg: DictConfig, params: Params | None = None) -> Grad
     splits = prepare_data(cfg)
     sizes = network_sizes(cfg, splits)
     bug, epochs = Bug(cfg.gradcheck.inject), int(cfg.gradcheck.after_epochs)
+    model = {"loss": str(cfg.loss), "activation": str(cfg.model.activation)}
+    if bug is not Bug.none and model != {"loss": "bce", "activation": "sigmoid"}:
+        raise ConfigError(
+            f"gradcheck.inject={bug} is written for sigmoid layers and BCE, not loss={cfg.loss} "
+            f"model.activation={cfg.model.activation}"
+        )
     gradient, bug_layer = gradient_with_bug(bug, sizes)  # InputError before any training
     if params is not None:
         where = "at the given parameters"
@@ -274,12 +280,13 @@ def gradcheck_from_config(cfg: DictConfig, params: Params | None = None) -> Grad
         params = initial_params(int(cfg.seed), sizes, cfg.model.init, jnp.float32)
         where = f"at initialization (model.init={cfg.model.init}, seed {cfg.seed})"
     x, y = gradcheck_batch(splits)
-    heading = [f"{where}: network {sizes}, {len(x)} training examples of dataset="
-               + str(cfg.dataset.name)]
+    heading = [(f"{where}: network {sizes}, loss={cfg.loss}, model.activation="
+                f"{cfg.model.activation}, {len(x)} training examples of "
+                f"dataset={cfg.dataset.name}")]
     if bug is not Bug.none:
         heading.append(f"injected bug gradcheck.inject={bug} in layer {bug_layer}: "
                        f"{describe_bug(bug, bug_layer)}")
-    report = gradcheck(params, x, y, gradient_fn=gradient)
+    report = gradcheck(params, x, y, gradient_fn=None if bug is Bug.none else gradient, **model)
     return dataclasses.replace(report, heading="\n".join(heading))
 
 
@@ -297,7 +304,8 @@ def trained_params(cfg: DictConfig, splits: Splits, sizes: list[int], epochs: in
     # The schedule spans the run (or the epochs asked, if longer), as in training.
     optimizer = make_optimizer(cfg.optimizer, steps_per_epoch, max(cfg.trainer.epochs, epochs))
     train_epoch = jax.jit(make_train_epoch(
-        optimizer, value_and_grad_fn(cfg.trainer.grad, precision.matmul_dtype),
+        optimizer, value_and_grad_fn(cfg.trainer.grad, precision.matmul_dtype, str(cfg.loss),
+                                     str(cfg.model.activation)),
         cfg.trainer.batch_size, limit_batches=cfg.trainer.limit_batches,
     ))
     with precision_scope(precision.name):

@@ -90,7 +90,8 @@ def _engine(cfg: DictConfig, setup: RunSetup):
         precision=setup.precision, optimizer=setup.optimizer, grad=cfg.trainer.grad,
         batch_size=cfg.trainer.batch_size,
         batch_sharding=None if mesh is None else parallel.batch_sharding(mesh),
-        limit_batches=cfg.trainer.limit_batches,
+        limit_batches=cfg.trainer.limit_batches, loss=cfg.loss,
+        activation=cfg.model.activation,
     )
     place = (lambda state: state) if mesh is None else (lambda state: parallel.replicate(state, mesh))
     return make_engine(setup.engine, spec), place
