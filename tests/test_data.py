@@ -82,6 +82,33 @@ def test_digits_binary_label_is_parity():
     np.testing.assert_array_equal(data.y[:, 0], load_digits().target % 2)
 
 
+def test_digits_are_ten_one_hot_outputs():
+    data = load_dataset(make_config(name="digits"), seed=0)
+    assert data.x.shape == (1797, 64) and data.y.shape == (1797, 10)
+    np.testing.assert_array_equal(data.y.sum(axis=1), 1)
+    np.testing.assert_array_equal(data.y.argmax(axis=1), load_digits().target)
+    assert data.label_names == tuple(f"digit_{k}" for k in range(10))
+
+
+def test_digits_train_end_to_end_well_above_chance(make_cfg, tmp_path):
+    """Ten sigmoid outputs train; the predicted class (argmax) is right far above chance (0.1).
+    `acc` thresholds every output at 0.5, so for one-hot labels all-zero outputs score 0.9 and
+    the class accuracy is the honest measure; AUC is reported for one output only."""
+    from deltaprop.io.files import load_params
+    from deltaprop.network import predict_proba
+    from deltaprop.run.setup import prepare_data
+    from deltaprop.run.train import train
+
+    cfg = make_cfg("dataset=digits", "model.hidden=[32]", "trainer.epochs=5",
+                   "trainer.eval_every=5", run_dir=tmp_path)
+    final = train(cfg)
+    assert "test/auc" not in final and final["test/acc"] > 0.9
+    params = load_params(tmp_path / "params.safetensors")
+    splits = prepare_data(cfg)
+    predicted = np.asarray(predict_proba(params, splits.x_test)).argmax(axis=1)
+    assert np.mean(predicted == splits.y_test.argmax(axis=1)) > 0.8
+
+
 def test_unknown_name():
     with pytest.raises(DataError, match="dataset.name='mnist' is unknown"):
         load_dataset(make_config(name="mnist"), seed=0)

@@ -31,7 +31,8 @@ class Init(Choice):
     """model.init: the weight initialization."""
 
     xavier = "xavier"  # Glorot uniform
-    normal = "normal"  # N(0, 1/n_in), Nielsen's network2.py
+    normal = "normal"  # W ~ N(0, 1/n_in) (Nielsen's network2.py weights), zero biases
+    nielsen = "nielsen"  # network2.py's default_weight_initializer: normal's W, and b ~ N(0, 1)
 
 
 INIT_SCHEMES = Init.values()
@@ -87,13 +88,14 @@ def init_params(
     init: str = "xavier",
     dtype: DTypeLike = jnp.float32,
 ) -> Params:
-    """Random weights, zero biases.
+    """Random weights; zero biases except with init="nielsen".
 
     Args:
       key: a PRNG key.
       sizes: [n_inputs, hidden..., n_outputs].
       init: "xavier" (Glorot uniform, W ~ U(±√(6/(n_in+n_out))), the usual choice for sigmoid)
-        or "normal" (W ~ N(0, 1/n_in), as in Nielsen's network2.py).
+        or "normal" (W ~ N(0, 1/n_in), as in Nielsen's network2.py) or "nielsen" (normal's W and
+        b ~ N(0, 1): network2.py's default_weight_initializer, the init of his chapter 5).
       dtype: dtype of every leaf.
 
     Returns:
@@ -110,7 +112,10 @@ def init_params(
             W = jax.random.uniform(layer_key, (n_in, n_out), dtype, -limit, limit)
         else:
             W = jax.random.normal(layer_key, (n_in, n_out), dtype) / n_in**0.5
-        params.append({"W": W, "b": jnp.zeros((n_out,), dtype)})
+        b = jnp.zeros((n_out,), dtype)
+        if init == "nielsen":  # same W as "normal" (the same layer key), and b ~ N(0, 1)
+            b = jax.random.normal(jax.random.fold_in(layer_key, 1), (n_out,), dtype)
+        params.append({"W": W, "b": b})
     return params
 
 

@@ -128,6 +128,18 @@ class GradcheckConfig:
 
 
 @dataclass
+class SpeedOfLearningConfig:
+    """experiments/speed_of_learning.py: Nielsen's ‖∂C/∂b^l‖ per hidden layer, at init."""
+
+    hidden: list[list[int]] = field(
+        default_factory=lambda: [[30, 30], [30, 30, 30], [30, 30, 30, 30]]
+    )  # the hidden widths of each network measured
+    n_images: int = 1000  # training images the gradient is averaged over
+    seeds: int = 5  # initializations averaged (seeds seed, seed + 1, ...)
+    train_epochs: int = 0  # also measure after this many epochs of SGD; 0: at init only
+
+
+@dataclass
 class Config:
     model: ModelConfig = MISSING
     dataset: DatasetConfig = MISSING
@@ -137,6 +149,7 @@ class Config:
     sweep: SweepConfig = field(default_factory=SweepConfig)
     worked_example: WorkedExampleConfig = field(default_factory=WorkedExampleConfig)
     gradcheck: GradcheckConfig = field(default_factory=GradcheckConfig)
+    speed_of_learning: SpeedOfLearningConfig = field(default_factory=SpeedOfLearningConfig)
     loss: Loss = Loss.bce  # the trained cost on σ(z_L): bce | mse (deltaprop.losses)
     seed: int = 0
     objective: str = "val/best_loss"  # what experiments/train.py returns to a Hydra sweeper
@@ -153,6 +166,7 @@ _SCHEMAS = {
     "OptimizerConfig": OptimizerConfig, "TrainerConfig": TrainerConfig,
     "LoggerConfig": LoggerConfig, "SweepConfig": SweepConfig,
     "WorkedExampleConfig": WorkedExampleConfig, "GradcheckConfig": GradcheckConfig,
+    "SpeedOfLearningConfig": SpeedOfLearningConfig,
 }
 
 
@@ -197,6 +211,7 @@ def validate_config(cfg: Any) -> None:
     _check_optimizer(cfg)
     _check_trainer(cfg)
     _non_negative(cfg, "gradcheck.after_epochs")
+    _check_speed_of_learning(cfg)
     _check_logger(cfg.logger)
 
 
@@ -277,6 +292,16 @@ def _check_trainer(cfg: Any) -> None:
             "trainer.distributed", True, "needs trainer.data_parallel=true (else every host "
             "trains the same model alone)"
         )
+
+
+def _check_speed_of_learning(cfg: Any) -> None:
+    hidden = [list(widths) for widths in _get(cfg, "speed_of_learning.hidden")]
+    if not hidden or any(not widths or min(widths) < 1 for widths in hidden):
+        raise _bad("speed_of_learning.hidden", hidden,
+                   "needs at least one network, each with hidden widths >= 1")
+    for key in ("speed_of_learning.n_images", "speed_of_learning.seeds"):
+        _at_least_one(cfg, key)
+    _non_negative(cfg, "speed_of_learning.train_epochs")
 
 
 def _check_logger(logger: Any) -> None:

@@ -44,6 +44,7 @@ class DatasetName(Choice):
     blobs = "blobs"
     breast_cancer = "breast_cancer"  # bundled with scikit-learn
     digits_binary = "digits_binary"  # bundled with scikit-learn: odd digits
+    digits = "digits"  # bundled with scikit-learn: 10 classes, one sigmoid output each
     csv = "csv"  # the user's file (dataset.path, dataset.label)
 
 
@@ -228,6 +229,21 @@ def _digits_binary() -> Dataset:
     )
 
 
+def _digits() -> Dataset:
+    """The 8×8 digits as ten one-vs-rest outputs, as Nielsen's MNIST network: y[n, k] = 1 when
+    image n shows digit k (one-hot rows, y: (1797, 10))."""
+    from sklearn import datasets as sklearn_datasets
+
+    bunch = sklearn_datasets.load_digits()  # ships with scikit-learn: no download
+    return Dataset(
+        x=np.asarray(bunch.data, dtype=np.float64),
+        y=np.eye(10, dtype=np.float64)[bunch.target],
+        feature_names=tuple(str(name) for name in bunch.feature_names),
+        name="digits",
+        label_names=tuple(f"digit_{k}" for k in range(10)),
+    )
+
+
 # ---------------------------------------------------------------- CSV files
 
 
@@ -333,7 +349,7 @@ def load_dataset(cfg: Any, seed: int) -> Dataset:
         seed: seeds the synthetic datasets; the same seed gives the same data.
 
     Returns:
-        A validated `Dataset` with x: (N, n_features), y: (N, 1).
+        A validated `Dataset` with x: (N, n_features), y: (N, n_outputs) (1, or 10 for digits).
 
     Raises:
         DataError: unknown name, unreadable CSV, or data that fail `validate_dataset`.
@@ -353,10 +369,12 @@ def load_dataset(cfg: Any, seed: int) -> Dataset:
         data = _breast_cancer()
     elif name == "digits_binary":
         data = _digits_binary()
+    elif name == "digits":
+        data = _digits()
     elif name == "csv":
         data = _read_csv(cfg.path, (str(cfg.label),))
     else:
-        known = (*_SYNTHETIC, "xor_table", "breast_cancer", "digits_binary", "csv")
+        known = (*_SYNTHETIC, "xor_table", "breast_cancer", "digits_binary", "digits", "csv")
         raise DataError(f"dataset.name={name!r} is unknown; choose one of: {', '.join(known)}")
     validate_dataset(data)
     return data

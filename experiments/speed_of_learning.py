@@ -1,0 +1,19 @@
+"""Nielsen's speed of learning, reproduced: ‖∂C/∂b^l‖ per hidden layer at initialization.
+
+    python experiments/speed_of_learning.py experiment=nielsen_speed_of_learning
+    python experiments/speed_of_learning.py experiment=nielsen_speed_of_learning \
+        speed_of_learning.train_epochs=3           # also after 1, 2, 3 epochs of training
+
+Prints one row per hidden layer per network, beside Nielsen's published values (chapter 5), and
+each network's last/first hidden-layer ratio. Exit codes: 0 done, 2 bad input.
+"""
+
+from pathlib import Path
+
+from deltaprop.cli import hydra_app
+from deltaprop.teaching.speed_of_learning import speed_of_learning_command
+
+if __name__ == "__main__":
+    hydra_app(speed_of_learning_command, "speed_of_learning")(
+        config_path=str(Path(__file__).resolve().parents[1] / "conf")
+    )
