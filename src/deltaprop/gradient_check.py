@@ -241,8 +241,7 @@ def gradcheck(
 
     Args:
       params: from `init_params`.
-      x: (N, n_1) inputs; keep N and the network small, finite differences cost 4 passes per
-        parameter.
+      x: (N, n_1) inputs; keep N and the network small (finite differences: 4 passes/parameter).
       y: (N, n_L) targets in {0, 1}.
       gradient_fn: the gradient under test, (params, x, y) -> grads; `manual_grad` (for this
         cost and activation) by default.
