@@ -5,6 +5,12 @@
     python experiments/bench_sweep.py                       # everything (several minutes)
     python experiments/bench_sweep.py --repeats 5 --skip-end-to-end
     python experiments/bench_sweep.py --profile             # what one packed epoch spends time on
+    python experiments/bench_sweep.py --scaling 1,16,64,256,1024,4096 --out benchmarks/sweep
+
+0. --scaling M,...: throughput against the number of members (see `bench_scaling`): member-steps/s
+   and achieved GFLOP/s (counted 6·B·P per member-step) against the float32 matmul ceiling,
+   for each layout and for the same members one after another; writes scaling.json,
+   scaling.md and scaling.png into --out.
 
 1. Training only, in this process, compile time excluded, repeats interleaved:
      packed     the sweep's packed engine: one program for all 64 members
@@ -27,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import jax
@@ -193,6 +200,107 @@ def profile_packed_epoch(cfg, epochs: int = 5) -> None:
         print(f"  {micros:9.0f} µs  {calls[name]:5.0f}×  {name}")
 
 
+SCALING_LAYOUTS = {  # name: (engine, sweep.member_chunk)
+    "packed": ("packed", 0),  # in chunks sized for the cache (packed.member_chunk)
+    "packed-unchunked": ("packed", 1 << 30),  # every member in one packed array
+    "vmap": ("vmap", 0),
+}
+
+
+def bench_scaling(member_counts: list[int], epochs: int, repeats: int) -> dict:
+    """Member-steps/s of each layout for each M, and of sequential single runs (one compiled
+    program called per member, timed on min(M, 8) members: its rate per member does not depend
+    on M), with the float32 matmul ceiling measured in the same process."""
+    import benchmarking
+
+    base = compose_config(common_overrides())
+    splits = prepare_data(base)
+    arrays = cast_splits(splits, jnp.float32)
+    x, y = arrays["x_train"], arrays["y_train"]
+    sizes = network_sizes(base, splits)
+    batch = base.trainer.batch_size
+    flops_per_member_step = benchmarking.counted_flops(sizes, batch)
+    ceiling = benchmarking.measure(benchmarking.ceiling_runner(2048, jnp.float32), 5, 0.5)
+    ceiling_gflops = 2 * 2048**3 / ceiling.median / 1e9
+    optimizer = make_optimizer(base.optimizer, STEPS_PER_EPOCH, epochs)
+    program = lambda epoch_fn, options=None: jax.jit(lambda s, x, y: jax.lax.scan(
+        lambda s, _: (epoch_fn(s, x, y)[0], None), s, None, epochs)[0],
+        compiler_options=options)
+    rows = []
+    for n_members in member_counts:
+        members = members_of(compose_config([*common_overrides(),
+                                             f"trainer.num_seeds={n_members}"]))
+        rates = {}
+        for name, (engine_name, chunk) in SCALING_LAYOUTS.items():
+            engine = make_engine(engine_name, EngineSpec(
+                members=members, sizes=sizes, init=base.model.init,
+                precision=precision_of("float32"), optimizer=optimizer, grad="manual",
+                batch_size=batch, member_chunk=chunk))
+            run = partial(program(engine.epoch_fn, packed.COMPILER_OPTIONS), engine.init(), x, y)
+            rates[name] = n_members * STEPS_PER_EPOCH * epochs / fastest(run, repeats)
+        singles = [engine_for(base, "single", [member], sizes, optimizer)
+                   for member in members[:8]]
+        one = partial(program(singles[0].epoch_fn, packed.COMPILER_OPTIONS), x=x, y=y)
+        states = [engine.init() for engine in singles]
+        run = partial(lambda one, states: [one(state) for state in states], one, states)
+        rates["sequential"] = len(states) * STEPS_PER_EPOCH * epochs / fastest(run, repeats)
+        row = {"members": n_members, "member_chunk": packed.member_chunk(batch, sizes),
+               **{f"{name}/member_steps_per_s": rate for name, rate in rates.items()},
+               **{f"{name}/gflops": rate * flops_per_member_step / 1e9
+                  for name, rate in rates.items()}}
+        rows.append(row)
+        print(f"M={n_members:5d}: " + "  ".join(
+            f"{name} {rate:,.0f}/s ({rate / rates['sequential']:.1f}×)"
+            for name, rate in rates.items()), flush=True)
+    return {"sizes": list(sizes), "batch": batch, "steps_per_epoch": STEPS_PER_EPOCH,
+            "epochs": epochs, "flops_per_member_step": flops_per_member_step,
+            "ceiling_gflops": ceiling_gflops, "device": jax.devices()[0].device_kind,
+            "jax": jax.__version__, "rows": rows}
+
+
+def fastest(run, repeats: int) -> float:
+    """The fastest of `repeats` timed calls of run(), after one call that compiles."""
+    timed(run)
+    return min(timed(run) for _ in range(repeats))
+
+
+def write_scaling(report: dict, out: Path) -> None:
+    """scaling.json, scaling.md (the table of BENCHMARKS.md) and scaling.png."""
+    import json
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "scaling.json").write_text(json.dumps(report, indent=2))
+    names = [*SCALING_LAYOUTS, "sequential"]
+    ceiling = report["ceiling_gflops"]
+    lines = ["| members | " + " | ".join(f"{name} member-steps/s (× seq, % ceiling)"
+                                          for name in names[:-1]) + " | sequential |",
+             "|---:|" + "---:|" * len(names)]
+    for row in report["rows"]:
+        sequential = row["sequential/member_steps_per_s"]
+        cells = [f"{row[f'{name}/member_steps_per_s']:,.0f} "
+                 f"({row[f'{name}/member_steps_per_s'] / sequential:.1f}×, "
+                 f"{100 * row[f'{name}/gflops'] / ceiling:.1f}%)" for name in names[:-1]]
+        lines.append(f"| {row['members']} | " + " | ".join(cells) + f" | {sequential:,.0f} |")
+    (out / "scaling.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    figure, axis = plt.subplots(figsize=(6, 4))
+    members = [row["members"] for row in report["rows"]]
+    for name in names:
+        axis.plot(members, [row[f"{name}/member_steps_per_s"] for row in report["rows"]],
+                  marker="o", label=name)
+    axis.set(xscale="log", yscale="log", xlabel="members M", ylabel="member-steps / s",
+             title=f"{report['sizes']} b{report['batch']}: throughput vs members")
+    axis.grid(alpha=0.3)
+    axis.legend()
+    figure.savefig(out / "scaling.png", dpi=100, bbox_inches="tight")
+    plt.close(figure)
+
+
 def describe(seconds: list[float]) -> str:
     return (f"median {np.median(seconds):7.3f} s  (min {min(seconds):.3f}, "
             f"max {max(seconds):.3f}, n={len(seconds)})")
@@ -205,7 +313,15 @@ def main() -> None:
     parser.add_argument("--skip-end-to-end", action="store_true")
     parser.add_argument("--skip-training", action="store_true")
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--scaling", help="member counts, e.g. 1,16,64,256,1024,4096: only the "
+                        "throughput-vs-members table")
+    parser.add_argument("--scaling-epochs", type=int, default=5)
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "sweep")
     args = parser.parse_args()
+    if args.scaling:
+        counts = [int(count) for count in args.scaling.split(",")]
+        write_scaling(bench_scaling(counts, args.scaling_epochs, args.repeats), args.out)
+        return
 
     overrides = common_overrides()
     lrs = ",".join(str(lr) for lr in LEARNING_RATES)

@@ -47,8 +47,8 @@ def test_debug_fast_trains_one_short_epoch_without_wandb(make_cfg, tmp_path):
                    small=False)
     assert (cfg.trainer.epochs, cfg.trainer.limit_batches, cfg.logger.name) == (1, 4, "none")
     deltaprop.train(cfg)
-    (row,) = history(tmp_path / "run")
-    assert row["epoch"] == 1
+    initial, row = history(tmp_path / "run")
+    assert (initial["epoch"], row["epoch"]) == (0, 1)
     assert not (tmp_path / "run" / "wandb").exists()
 
 
@@ -76,9 +76,9 @@ def test_a_run_shows_its_config_device_and_progress(make_cfg, capsys):
     out = capsys.readouterr().out
     assert "config\n├── model" in out and "│   ├── hidden: [4]" in out
     assert f"JAX {jax.__version__} on cpu: 1 device (cpu)" in out
-    # stderr is not a terminal here: a line per evaluation (eval_every=2, 3 epochs), no bar
+    # stderr is not a terminal here: a line per evaluation (epoch 0, eval_every=2, 3 epochs)
     assert [line.split(":")[0] for line in out.splitlines() if line.startswith("epoch ")] == \
-        ["epoch 2/3", "epoch 3/3"]
+        ["epoch 0/3", "epoch 2/3", "epoch 3/3"]
     deltaprop.train(make_cfg("print_config=false", "run_dir_exists=overwrite"))
     assert "├── model" not in capsys.readouterr().out
 

@@ -33,10 +33,26 @@ def test_layer_statistics_keys_per_layer():
     expected = set()
     for layer in (2, 3, 4):
         expected |= {f"layer_{layer}/delta_norm", f"layer_{layer}/grad_W_norm",
-                     f"layer_{layer}/grad_b_norm"}
+                     f"layer_{layer}/grad_W_rms", f"layer_{layer}/grad_b_norm"}
     expected |= {"layer_2/saturated", "layer_3/saturated"}  # hidden layers only
     assert set(stats) == expected
     assert all(np.shape(value) == () for value in stats.values())
+
+
+def test_grad_W_rms_is_the_root_mean_square_entry_of_jax_grad():
+    """rms ∂L/∂W_l = ‖∂L/∂W_l‖_F / sqrt(n_{l−1}·n_l) = sqrt(mean of the squared entries) of
+    jax.grad's gradient; a 5×4 and a 4×1 matrix of equal entries have equal rms."""
+    params, x, y = draw_problem(0, SIZES, 20, as_numpy=True)
+    stats = statistics_of(params, x, y)
+    autodiff = autodiff_grad(params, x, y)
+    for index, layer in enumerate((2, 3, 4)):
+        gradient = np.asarray(autodiff[index]["W"])
+        np.testing.assert_allclose(stats[f"layer_{layer}/grad_W_rms"],
+                                   np.sqrt(np.mean(gradient**2)), rtol=1e-12)
+        np.testing.assert_allclose(stats[f"layer_{layer}/grad_W_rms"],
+                                   stats[f"layer_{layer}/grad_W_norm"] / np.sqrt(gradient.size),
+                                   rtol=1e-12)
+    assert float(stats["layer_2/grad_W_rms"]) != pytest.approx(float(stats["layer_2/grad_W_norm"]))
 
 
 def test_layer_statistics_values_by_hand():

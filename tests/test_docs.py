@@ -127,6 +127,7 @@ def test_vanishing_gradient_figure_is_referenced_with_its_command(doc):
     assert "](vanishing_gradients.png)" in doc
     assert (ROOT / "docs" / "vanishing_gradients.png").is_file()
     assert "python experiments/train.py experiment=vanishing_gradients" in doc
+    assert "python experiments/vanishing_gradients.py experiment=vanishing_gradients" in doc
     assert "≤ 1/4" in doc
 
 

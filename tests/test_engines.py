@@ -3,6 +3,8 @@ and `keep` freezes exactly the members it is told to."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -126,3 +128,28 @@ def test_sweep_engines_train_each_member_as_its_single_run_for_a_cost_and_activa
     other = {"loss": "bce" if loss == "mse" else "mse", "activation": activation}
     state, _, _ = two_epochs(make_engine("single", spec_for(members[:1], **other)), x, y)
     assert max_difference(state.params, singles[0][0]) > 1e-4
+
+
+def test_every_axis_of_the_grid_reaches_its_member_and_chunks_change_nothing():
+    # weight decay × momentum (adam's b1) × init scale: 8 members; the packed engine trains
+    # them in 3 chunks of 3 (the last filled up with a copy of member 0)
+    members = member_grid(0, 1, [0.05], [0.0, 0.1], [0.5, 0.9], [0.5, 2.0])
+    assert [m.swept for m in members[:1]] == [("lr", "weight_decay", "momentum", "init_scale")]
+    x, y = data()
+    results = {}
+    for name, chunk in (("packed", 3), ("vmap", 0)):
+        engine = make_engine(name, dataclasses.replace(spec_for(members), member_chunk=chunk))
+        state, losses, finite = two_epochs(engine, x, y)
+        assert finite.tolist() == [True] * 8 and losses.shape == (8,)
+        results[name] = (engine.member_params(state.params), losses)
+    assert max_difference(results["packed"], results["vmap"]) < 1e-13
+    for member in (members[0], members[3], members[5], members[6]):
+        state, losses, _ = two_epochs(make_engine("single", spec_for([member])), x, y)
+        member_params = jax.tree.map(lambda leaf, i=member.index: leaf[i], results["packed"][0])
+        assert max_difference(state.params, member_params) < 1e-13, member
+        np.testing.assert_allclose(losses[0], results["packed"][1][member.index], rtol=1e-12)
+    # and every axis moves the result: neighbours along each axis end apart
+    params = results["packed"][0]
+    for first, second in ((0, 4), (0, 2), (0, 1)):  # weight decay, momentum, init scale
+        assert max_difference(jax.tree.map(lambda leaf, i=first: leaf[i], params),
+                              jax.tree.map(lambda leaf, i=second: leaf[i], params)) > 1e-4

@@ -39,6 +39,38 @@ def member_file(run_dir: Path, index: int, name: str) -> Path:
     return run_dir / "members" / f"member_{index}" / name
 
 
+# ---------------------------------------------------------------- epoch 0
+
+
+def test_a_fresh_run_first_evaluates_its_initial_parameters(make_cfg, tmp_path, recorded_runs):
+    """Row 0 of the history is the evaluation of the initial parameters, before any step (no
+    train/epoch_loss: nothing was trained), logged to W&B at step 0; strict JSON throughout."""
+    from deltaprop.diagnostics import evaluate, layer_statistics
+    from deltaprop.run.setup import network_sizes, prepare_data
+
+    cfg = make_cfg("trainer.epochs=2", "trainer.eval_every=1", "logger=wandb")
+    train(cfg)
+    text = (tmp_path / "run" / "metrics.jsonl").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    history = [json.loads(line) for line in text.splitlines()]
+    assert [row["epoch"] for row in history] == [0, 1, 2]
+    initial = history[0]
+    assert "train/epoch_loss" not in initial and "train/epoch_loss" in history[1]
+    assert initial["val/best_loss"] == initial["val/loss"]
+    splits = prepare_data(cfg)
+    params = initial_params(cfg.seed, network_sizes(cfg, splits), cfg.model.init, np.float32)
+    x, y = np.float32(splits.x_train), np.float32(splits.y_train)
+    assert initial["train/loss"] == pytest.approx(float(evaluate(params, x, y)["loss"]), rel=1e-5)
+    x_val, y_val = np.float32(splits.x_val), np.float32(splits.y_val)
+    assert initial["val/loss"] == pytest.approx(
+        float(evaluate(params, x_val, y_val)["loss"]), rel=1e-5)
+    for key, value in layer_statistics(params, x, y).items():
+        assert initial[f"grads/{key}"] == pytest.approx(float(value), rel=1e-4, abs=1e-9), key
+    assert initial["train/loss"] != pytest.approx(history[1]["train/loss"], rel=1e-6)
+    (run,) = recorded_runs
+    assert [step for step, _ in run.steps] == [0, 1, 2]
+
+
 # ---------------------------------------------------------------- saving and retention
 
 
@@ -266,7 +298,7 @@ def test_divergence_stops_training_keeps_good_checkpoints_and_fails_the_run(
     assert f"{root / str(epoch - 1)} (epoch {epoch - 1})" in message
     (run,) = recorded_runs
     assert run.exit_code == 1  # the W&B run is marked failed
-    assert [step for step, _ in run.steps] == list(range(1, epoch))  # the bad epoch not logged
+    assert [step for step, _ in run.steps] == list(range(epoch))  # 0: at init; the bad epoch not logged
     assert not (run_dir / "params.safetensors").exists()
 
     # The last good checkpoint resumes: a run of epoch - 1 epochs from it trains nothing more.
@@ -343,7 +375,7 @@ def test_a_diverging_member_is_frozen_and_the_others_train_on(
     ]
     summary = json.loads((diverging / "summary.json").read_text())
     assert summary["sweep/diverged"] == 2 and summary["sweep/best_lr"] == 0.5
-    lr_05, lr_huge = summary["by_lr"]
+    lr_05, lr_huge = summary["by_point"]
     assert (lr_huge["diverged"], lr_huge["diverged_epochs"]) == (2, [1, 1])
     assert lr_huge["val/best_loss/mean"] is None  # strict JSON: no NaN token
     # The objective is the best lr's mean over its finite members.
@@ -356,7 +388,8 @@ def test_a_diverging_member_is_frozen_and_the_others_train_on(
     assert re.search(r"lr=1e\+38 +n=2 +\(2 diverged at epoch 1, 1\)", out), out
     members, summary_run = runs[:4], runs[4]
     assert [run.exit_code for run in members] == [0, 0, 1, 1]  # diverged runs marked failed
-    assert members[2].summary["diverged_epoch"] == 1 and members[2].steps == []
+    assert members[2].summary["diverged_epoch"] == 1
+    assert [step for step, _ in members[2].steps] == [0]  # its initialization only
     assert summary_run.summary["sweep/diverged"] == 2
 
 

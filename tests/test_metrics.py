@@ -16,7 +16,7 @@ from deltaprop.metrics import (
     metric_keys,
     roc_auc,
     split_metrics,
-    summarize_by_lr,
+    summarize_by_point,
 )
 
 
@@ -45,9 +45,35 @@ def test_split_metrics_and_rows_per_member():
     rows = member_rows(columns, {"epoch": 3})
     assert rows == [{"epoch": 3, "val/loss": 0.5, "val/acc": 0.5, "val/auc": 1.0},
                     {"epoch": 3, "val/loss": 0.25, "val/acc": 1.0, "val/auc": 0.0}]
-    two_outputs = split_metrics(result | {"probabilities": np.zeros((2, 2, 2))},
-                                np.zeros((2, 2)), "val")
-    assert "val/auc" not in two_outputs  # AUC of one output only
+
+
+def test_several_outputs_get_metrics_per_output_and_auc_averaged_over_them():
+    """Two members, four examples, three outputs: per-output acc and AUC by label name, the
+    overall acc their mean, val/auc the mean of the defined AUCs (output "c" has one class)."""
+    y = np.array([[0, 1, 0], [1, 0, 0], [1, 1, 0], [0, 0, 0]], np.float64)
+    probabilities = np.array([
+        [[0.1, 0.9, 0.2], [0.8, 0.3, 0.7], [0.7, 0.6, 0.1], [0.2, 0.4, 0.3]],  # a, b: AUC 1
+        [[0.6, 0.2, 0.9], [0.4, 0.7, 0.1], [0.9, 0.6, 0.2], [0.3, 0.1, 0.6]],  # a: ¾, b: ½
+    ])
+    accuracy = ((probabilities > 0.5) == (y > 0.5)).mean(axis=(1, 2))
+    result = {"loss": np.array([0.3, 0.6]), "acc": accuracy, "probabilities": probabilities}
+    columns = split_metrics(result, y, "val", ("a", "b", "c"))
+    assert list(columns) == ["val/loss", "val/acc", "val/auc", "val/acc/a", "val/acc/b",
+                             "val/acc/c", "val/auc/a", "val/auc/b", "val/auc/c"]
+    np.testing.assert_allclose(columns["val/acc/a"], [1.0, 0.5])
+    np.testing.assert_allclose(columns["val/acc/c"], [0.75, 0.5])
+    np.testing.assert_allclose(np.mean([columns[f"val/acc/{k}"] for k in "abc"], axis=0),
+                               columns["val/acc"], rtol=1e-15)
+    np.testing.assert_allclose(columns["val/auc/a"], [1.0, 0.75])
+    np.testing.assert_allclose(columns["val/auc/b"], [1.0, 0.5])
+    assert np.isnan(columns["val/auc/c"]).all()  # one class: undefined, and left out of the mean
+    np.testing.assert_allclose(columns["val/auc"], [1.0, 0.625])
+    averaged_only = split_metrics(result, y, "test")  # no label names: the averages only
+    assert list(averaged_only) == ["test/loss", "test/acc", "test/auc"]
+    with pytest.raises(ValueError, match="2 label names"):
+        split_metrics(result, y, "val", ("a", "b"))
+    none_defined = split_metrics(result, np.zeros((4, 3)), "val", ("a", "b", "c"))
+    assert np.isnan(none_defined["val/auc"]).all()
 
 
 def final(member, seed, lr, loss, diverged=False, **metrics):
@@ -64,7 +90,7 @@ FINALS = [
 
 
 def test_by_lr_means_are_over_finite_members_and_count_the_diverged():
-    rows = summarize_by_lr(FINALS, ["val/best_loss"])
+    rows = summarize_by_point(FINALS, ["val/best_loss"])
     assert [row["lr"] for row in rows] == [0.1, 1.0, 1e38]
     assert rows[0]["val/best_loss/mean"] == pytest.approx(0.5)
     assert rows[0]["val/best_loss/std"] == pytest.approx(0.1)
@@ -90,4 +116,23 @@ def test_the_sweep_result_is_the_best_lr_over_its_finite_members():
 def test_metric_keys_and_directions():
     assert metric_keys(FINALS) == ["val/best_loss", "val/acc"]
     assert higher_is_better("test/acc") and higher_is_better("val/auc")
+    assert higher_is_better("val/auc/loss") and higher_is_better("val/acc/a")  # one output's
     assert not higher_is_better("val/best_loss")
+
+
+def test_grid_points_and_single_axes_are_summarized_and_the_best_point_named():
+    rows = [final(m, m % 2, 0.1, loss) | {"weight_decay": wd}
+            for m, (wd, loss) in enumerate([(0.0, 0.5), (0.0, 0.3), (0.1, 0.2), (0.1, 0.2)])]
+    rows += [final(4, 0, 1.0, 0.9) | {"weight_decay": 0.0}, final(5, 1, 1.0, None, True)
+             | {"weight_decay": 0.1}]
+    points = summarize_by_point(rows, ["val/best_loss"], ("lr", "weight_decay"))
+    assert [(row["lr"], row["weight_decay"], row["members"]) for row in points] == [
+        (0.1, 0.0, 2), (0.1, 0.1, 2), (1.0, 0.0, 1), (1.0, 0.1, 1)]
+    assert points[0]["val/best_loss/mean"] == pytest.approx(0.4)
+    assert points[3]["diverged"] == 1 and math.isnan(points[3]["val/best_loss/mean"])
+    by_decay = summarize_by_point(rows, ["val/best_loss"], ("weight_decay",))
+    assert [(row["weight_decay"], row["members"], row["finite"]) for row in by_decay] == [
+        (0.0, 3, 3), (0.1, 3, 2)]
+    summary = aggregate(rows, "val/best_loss", ("lr", "weight_decay"))
+    assert (summary["sweep/best_lr"], summary["sweep/best_weight_decay"]) == (0.1, 0.1)
+    assert summary["val/best_loss"] == pytest.approx(0.2)

@@ -62,7 +62,7 @@ def test_the_per_lr_table_shows_diverged_members(capsys):
              "val/acc/mean": 0.9, "val/acc/std": 0.01},
             {"lr": 1e38, "members": 2, "diverged": 2, "diverged_epochs": [1, 3],
              "val/acc/mean": math.nan, "val/acc/std": math.nan}]
-    outputs.print_by_lr(rows, ["val/acc"])
+    outputs.print_by_point(rows, ["val/acc"])
     out = capsys.readouterr().out
     assert "lr=0.1        n=2   val/acc 0.9000 ± 0.0100" in out
     assert "lr=1e+38      n=2   (2 diverged at epoch 1, 3) val/acc – ± –" in out
@@ -75,7 +75,8 @@ def test_a_member_final_row_says_who_and_whether_it_diverged(diverged):
     divergence = None if diverged is None else Divergence(diverged, "loss became non-finite")
     row = outputs.member_final(Member(3, 7, 0.5), {"epoch": 2, "val/loss": 0.4, "test/acc": 0.8},
                                divergence)
-    assert row == {"member": 3, "seed": 7, "lr": 0.5, "diverged": diverged is not None,
+    assert row == {"member": 3, "seed": 7, "lr": 0.5, "weight_decay": 0.0, "momentum": None,
+                   "init_scale": 1.0, "diverged": diverged is not None,
                    "diverged_epoch": diverged, "epoch": 2, "val/loss": 0.4, "test/acc": 0.8}
 
 

@@ -1,5 +1,5 @@
 """Tests for deltaprop.packed: the member-last layout's products, fed to the one δ recursion,
-equal the plain pass member by member; its shuffles equal jax.random.permutation."""
+equal the plain pass member by member."""
 
 from __future__ import annotations
 
@@ -101,36 +101,6 @@ def test_packed_bf16_products_match_the_bf16_manual_pass():
     # bf16 operands are exact in float32 products; only the order of the sums differs.
     assert max_difference(packed.unpack(got[1]), expected[1]) < 1e-6
     assert max_difference(full_precision[1], expected[1]) > 1e-5  # bf16 did change something
-
-
-@pytest.mark.parametrize("n", [1, 2, 7, 700, 1700, 5000])
-def test_member_permutations_equal_jax_random_permutation(n):
-    # 1700 and 5000 take two shuffle rounds; 5000 needs 13 index bits (the key-value sort path)
-    keys = jax.random.split(jax.random.key(n), 5)
-    expected = jax.vmap(lambda key: jax.random.permutation(key, n))(keys)
-    got = jax.jit(packed.member_permutations, static_argnums=1)(keys, n)
-    np.testing.assert_array_equal(got, expected)
-
-
-def equal_high_bits(rng, n_rows: int, n: int, run: int) -> np.ndarray:
-    """Random uint32 rows where, in each row, `run` keys share their high 22 bits and have
-    descending low bits (so index order is wrong for them), plus one exact tie."""
-    bits = rng.integers(0, 2**32, (n_rows, n), dtype=np.uint64).astype(np.uint32)
-    for row in bits:
-        positions = rng.choice(n, run + 2, replace=False)
-        high = row[positions[0]] & ~np.uint32(1023)
-        row[positions[:run]] = high | np.arange(1000, 1000 - 7 * run, -7, dtype=np.uint32)
-        row[positions[-1]] = row[positions[-2]]  # an exact tie: index order must stay
-    return bits
-
-
-@pytest.mark.parametrize("run", [2, 3, 5], ids=["pairs-fixed-in-place", "triples-fallback", "runs-of-5-fallback"])
-def test_stable_argsort_rows_orders_equal_high_bits_and_ties_like_a_stable_sort(run):
-    bits = equal_high_bits(np.random.default_rng(run), n_rows=8, n=600, run=run)
-    got = jax.jit(packed._stable_argsort_rows)(jnp.asarray(bits))
-    np.testing.assert_array_equal(got, np.argsort(bits, axis=1, kind="stable"))
-
-
 
 
 @pytest.mark.parametrize(("loss", "activation"), [("mse", "sigmoid"), ("bce", "tanh"),

@@ -71,6 +71,31 @@ with initialize_config_dir(config_dir=conf, version_base="1.3"):
             cfg = compose("config", overrides=tiny + overrides + [
                 f"trainer.data_parallel={data_parallel}", f"run_dir={out}/{name}"])
             report[name] = train(cfg)["val/best_loss"]
+    shard = ["trainer.num_seeds=4", "sweep.lr=[0.5,1.0]", "trainer.precision=float64",
+             "sweep.member_chunk=1"]  # 8 members, 2 per device, in chunks of 1
+    for engine in ("packed", "vmap"):
+        for on in (False, True):
+            cfg = compose("config", overrides=tiny + shard + [
+                f"sweep.engine={engine}", f"sweep.shard_members={on}",
+                f"run_dir={out}/shard_{engine}_{on}"])
+            report[f"shard_{engine}_{on}"] = train(cfg)["val/best_loss"]
+    from deltaprop.run.setup import RunSetup
+    from deltaprop.run.train import _engine
+    cfg = compose("config", overrides=tiny + shard + ["sweep.shard_members=true",
+                                                      f"run_dir={out}/shard_inspect"])
+    setup = RunSetup.from_config(cfg)
+    engine, place = _engine(cfg, setup)
+    state = place(engine.init())
+    report["member_shards"] = [list(s.data.shape) for s in state.params[0]["W"].addressable_shards]
+    report["hlo_members"] = engine.epoch.lower(
+        state, setup.arrays["x_train"], setup.arrays["y_train"]).compile().as_text()
+    cfg = compose("config", overrides=tiny + ["trainer.num_seeds=3", "sweep.shard_members=true",
+                                              f"run_dir={out}/bad_shard"])
+    try:
+        train(cfg)
+        report["indivisible_members"] = None
+    except ValueError as error:
+        report["indivisible_members"] = str(error)
     cfg = compose("config", overrides=tiny + ["trainer.data_parallel=true",
                                               "trainer.batch_size=30", f"run_dir={out}/bad"])
     try:
@@ -143,6 +168,29 @@ def test_data_parallel_sweep_equals_the_one_device_sweep(four_devices, engine):
         assert max_param_difference(out / f"{engine}_False" / name,
                                     out / f"{engine}_True" / name) <= 1e-12
     assert report[f"{engine}_True"] == pytest.approx(report[f"{engine}_False"], abs=1e-12)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", ["packed", "vmap"])
+def test_members_sharded_over_devices_equal_the_one_device_sweep(four_devices, engine):
+    report, out = four_devices
+    for member in range(8):
+        name = f"members/member_{member}/params.safetensors"
+        assert max_param_difference(out / f"shard_{engine}_False" / name,
+                                    out / f"shard_{engine}_True" / name) <= 1e-12
+    assert report[f"shard_{engine}_True"] == pytest.approx(report[f"shard_{engine}_False"],
+                                                           abs=1e-12)
+
+
+@pytest.mark.slow
+def test_each_device_trains_its_block_of_members_without_communication(four_devices):
+    report, out = four_devices
+    assert report["member_shards"] == [[2, 16, 2]] * 4  # W_2 (n_in, n_out, M): 2 members each
+    for collective in ("all-reduce", "all-gather", "all-to-all", "collective-permute"):
+        assert collective not in report["hlo_members"], collective
+    message = report["indivisible_members"]
+    assert "3 members over 4 devices" in message and "multiple of 4" in message
+    assert not (out / "bad_shard" / "summary.json").exists()
 
 
 @pytest.mark.slow

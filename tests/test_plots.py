@@ -24,6 +24,7 @@ def history(epochs: int = 4) -> list[dict[str, float]]:
             row[f"grads/layer_{layer}/delta_norm"] = 10.0 ** (layer - 5) / epoch
             row[f"grads/layer_{layer}/grad_W_norm"] = 10.0 ** (layer - 4) / epoch
             row[f"grads/layer_{layer}/grad_b_norm"] = 10.0 ** (layer - 4) / epoch
+            row[f"grads/layer_{layer}/grad_W_rms"] = 10.0 ** (layer - 6) / epoch
         row["grads/layer_2/saturated"] = 0.1
         row["grads/layer_3/saturated"] = 0.0
         rows.append(row)
@@ -57,3 +58,33 @@ def test_decision_boundary_writes_a_png_and_queries_the_plane(tmp_path):
     path = plots.plot_decision_boundary(predict, x, y, tmp_path / "boundary.png", resolution=30)
     assert queries == [(30 * 30, 2)]
     assert_png(path)
+
+
+def test_vanishing_gradients_figure_has_four_panels_per_run_and_bands(tmp_path, monkeypatch):
+    """Rows: runs; columns: ‖δ_l‖, ‖∂L/∂b_l‖, rms ∂L/∂W_l (log, a line per layer) and the
+    training loss with ln 2; several members: median line, min–max band."""
+    drawn = []
+    save = plots.save_figure
+    monkeypatch.setattr(plots, "save_figure", lambda figure, path: (drawn.append(figure),
+                                                                   save(figure, path))[1])
+    members = [history(), [row | {"train/loss": 2 * row["train/loss"]} for row in history()]]
+    runs = {"sigmoid": members, "relu": [history()]}
+    path = plots.plot_vanishing_gradients(runs, tmp_path / "vanishing.png")
+    assert_png(path)
+    (figure,) = drawn
+    axes = figure.axes
+    assert len(axes) == 2 * 4
+    titles = [axis.get_title() for axis in axes]
+    assert titles[:4] == ["sigmoid: error signal ‖δ_l‖", "sigmoid: bias gradient ‖∂L/∂b_l‖ (speed)",
+                          "sigmoid: weight gradient, rms per entry", "sigmoid: training loss"]
+    assert titles[4].startswith("relu: ")
+    assert [axis.get_yscale() for axis in axes[:4]] == ["log", "log", "log", "linear"]
+    delta_lines = axes[0].get_lines()
+    assert [line.get_label() for line in delta_lines] == ["layer 2", "layer 3", "layer 4"]
+    # the median of the members; rms panel: the grad_W_rms values
+    np.testing.assert_allclose(axes[3].get_lines()[0].get_ydata(),
+                               [1.5 * row["train/loss"] for row in history()])
+    np.testing.assert_allclose(axes[2].get_lines()[0].get_ydata(),
+                               [row["grads/layer_2/grad_W_rms"] for row in history()])
+    assert any(np.allclose(line.get_ydata(), np.log(2)) for line in axes[3].get_lines())
+    assert len(axes[0].collections) == 3 and len(axes[4].collections) == 0  # bands: 2 members

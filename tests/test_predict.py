@@ -276,3 +276,88 @@ def test_a_tanh_mse_run_is_applied_with_its_own_activation(make_cfg, tmp_path):
                                rtol=1e-6, atol=1e-7)
     assert not np.allclose(got, np.asarray(predict_proba(params, x))[:, 0], atol=1e-3)
     assert 0 < metrics["predict/loss"] < 0.2  # the mean ½(a − y)² of the run's cost: below ⅛
+
+
+# ---------------------------------------------------------------- several label columns
+
+MULTI_LABELS = ("a", "b", "c")
+
+
+def write_multi_label_csv(path, n=120, seed=0):
+    """x1, x2, x3 Gaussian; a = [x1 > 0], b = [x2 > 0], c = [x1 + x3 > 0], interleaved."""
+    x = np.random.default_rng(seed).normal(size=(n, 3))
+    a, b, c = (x[:, 0] > 0), (x[:, 1] > 0), (x[:, 0] + x[:, 2] > 0)
+    columns = [x[:, 0], a, x[:, 1], b, x[:, 2], c]
+    return write_table(path, ["x1", "a", "x2", "b", "x3", "c"],
+                       np.column_stack(columns).astype(float).tolist())
+
+
+@pytest.fixture(scope="module")
+def multi_label(tmp_path_factory):
+    """(run dir, CSV path) of a single run trained on three label columns, 6 epochs."""
+    directory = tmp_path_factory.mktemp("multi_label")
+    path = write_multi_label_csv(directory / "labels.csv")
+    _train(directory / "run", "dataset=csv", f"dataset.path={path}", "dataset.label=[a,b,c]",
+           "trainer.epochs=6", "optimizer.lr=2.0")
+    return directory / "run", path
+
+
+def test_a_label_list_trains_one_output_per_column_with_metrics_per_output(multi_label):
+    run_dir, _ = multi_label
+    metadata = load_params_and_metadata(run_dir / "params.safetensors")[1]
+    assert metadata["sizes"][-1] == 3 and metadata["label_names"] == list(MULTI_LABELS)
+    history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    for row in history:
+        for split in ("train", "val"):
+            per_output = [row[f"{split}/acc/{name}"] for name in MULTI_LABELS]
+            assert row[f"{split}/acc"] == pytest.approx(np.mean(per_output), abs=1e-6)
+            aucs = [row[f"{split}/auc/{name}"] for name in MULTI_LABELS]
+            assert row[f"{split}/auc"] == pytest.approx(np.mean(aucs), rel=1e-12)
+    # each output learns its own column: a = [x1 > 0] is one linear cut
+    assert history[-1]["val/auc/a"] > 0.9 and history[-1]["val/auc"] > 0.8
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert {"val/auc/c", "test/auc", "test/acc"} <= set(summary)
+
+
+def test_a_multi_label_model_predicts_one_probability_per_output(multi_label, make_cfg,
+                                                                  tmp_path):
+    run_dir, path = multi_label
+    out = tmp_path / "predict"
+    metrics = predict_from_config(make_cfg(f"run={run_dir}", "dataset=csv",
+                                           f"dataset.path={path}", run_dir=out))
+    with open(out / "predictions.csv", newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert list(rows[0]) == [f"probability_{k}" for k in MULTI_LABELS] + [
+        f"predicted_{k}" for k in MULTI_LABELS]
+    probabilities = np.array([[float(row[f"probability_{k}"]) for k in MULTI_LABELS]
+                              for row in rows])
+    predicted = np.array([[int(row[f"predicted_{k}"]) for k in MULTI_LABELS] for row in rows])
+    np.testing.assert_array_equal(predicted, probabilities > 0.5)
+    data = load_dataset(make_cfg("dataset=csv", f"dataset.path={path}",
+                                 "dataset.label=[a,b,c]").dataset, 0)
+    for j, name in enumerate(MULTI_LABELS):
+        assert metrics[f"predict/acc/{name}"] == pytest.approx(
+            np.mean(predicted[:, j] == data.y[:, j]), abs=1e-9)
+        assert metrics[f"predict/auc/{name}"] == pytest.approx(
+            roc_auc(data.y[:, j], probabilities[:, j]), abs=1e-6)
+    assert metrics["predict/auc"] == pytest.approx(
+        np.mean([metrics[f"predict/auc/{k}"] for k in MULTI_LABELS]), rel=1e-12)
+    unlabelled = write_table(tmp_path / "x.csv", ["x1", "x2", "x3"], data.x.tolist())
+    assert predict_from_config(make_cfg(f"run={run_dir}", "dataset=csv",
+                                        f"dataset.path={unlabelled}", run_dir=tmp_path / "p2")) == {}
+
+
+def test_a_multi_label_sweep_carries_the_per_output_metrics(make_cfg, tmp_path, recorded_runs):
+    """members.csv, the sweep summary and every member's W&B run get the per-output keys."""
+    path = write_multi_label_csv(tmp_path / "labels.csv")
+    deltaprop.train(make_cfg("dataset=csv", f"dataset.path={path}", "dataset.label=[a,b,c]",
+                             "trainer.num_seeds=2", "logger=wandb"))
+    with open(tmp_path / "run" / "members.csv", newline="") as file:
+        members = list(csv.DictReader(file))
+    assert len(members) == 2 and {"val/auc/a", "train/acc/c", "val/auc"} <= set(members[0])
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert "val/auc/b" in summary
+    logged = [keys for run in recorded_runs for _, keys in run.steps]
+    assert len(recorded_runs) >= 2 and any("val/acc" in keys for keys in logged)
+    assert all("val/acc/b" in keys and "val/auc/c" in keys for keys in logged
+                          if "val/acc" in keys)

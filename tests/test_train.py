@@ -63,7 +63,7 @@ def test_moons_with_adam_end_to_end(make_cfg, tmp_path):
     assert all(key == "epoch" or "/" in key for key in summary)
 
     history = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    assert [row["epoch"] for row in history] == [50, 100, 150]
+    assert [row["epoch"] for row in history] == [0, 50, 100, 150]  # 0: at initialization
     assert all(namespaced - {"test/loss", "test/acc", "test/auc"} <= set(row) for row in history)
     assert history[-1]["val/acc"] == summary["val/acc"]
 
@@ -147,6 +147,39 @@ def test_default_run_needs_no_network(run_cli, tmp_path):
 # ---------------------------------------------------------------- sweeps
 
 
+def test_a_grid_of_weight_decay_momentum_and_init_scale_is_one_sweep_of_single_runs(make_cfg,
+                                                                                    tmp_path):
+    # 2 weight decays × 2 momenta × 2 init scales × 1 seed; member 5 is (0.1, 0.5, 2.0)
+    axes = ["sweep.weight_decay=[0.0,0.1]", "sweep.momentum=[0.5,0.8]", "sweep.init_scale=[1.0,2.0]"]
+    common = ["optimizer=momentum", "optimizer.lr=0.5", "trainer.precision=float64"]
+    metrics = train(make_cfg(*common, *axes, run_dir=tmp_path / "grid"))
+    assert metrics["sweep/members"] == 8
+    assert {f"sweep/best_{axis}" for axis in ("lr", "weight_decay", "momentum", "init_scale")} \
+        <= set(metrics)
+    rows = list(csv.DictReader((tmp_path / "grid" / "members.csv").read_text().splitlines()))
+    assert list(rows[0])[:6] == ["member", "seed", "lr", "weight_decay", "momentum", "init_scale"]
+    assert [(float(r["weight_decay"]), float(r["momentum"]), float(r["init_scale"]))
+            for r in rows][5] == (0.1, 0.5, 2.0)
+    summary = json.loads((tmp_path / "grid" / "summary.json").read_text())
+    assert len(summary["by_point"]) == 8
+    assert set(summary["by_axis"]) == {"lr", "weight_decay", "momentum", "init_scale"}
+    assert [row["members"] for row in summary["by_axis"]["momentum"]] == [4, 4]
+
+    single = ["optimizer.weight_decay=0.1", "optimizer.momentum=0.5", "model.init_scale=2.0"]
+    train(make_cfg(*common, *single, run_dir=tmp_path / "single"))
+    assert max_param_difference(tmp_path / "grid" / "members" / "member_5" / "params.safetensors",
+                                tmp_path / "single" / "params.safetensors") < 1e-12
+
+
+def test_sweep_momentum_needs_an_optimizer_with_momentum(make_cfg, tmp_path):
+    from deltaprop.io.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"sweep.momentum=\[0.5\] needs an optimizer"):
+        train(make_cfg("optimizer=sgd", "sweep.momentum=[0.5]"))
+    assert not (tmp_path / "run").exists()  # refused before the run directory was made
+
+
+
 @pytest.mark.slow
 def test_sweep_writes_every_member_and_logs_each_as_its_own_run(make_cfg, tmp_path,
                                                                 recorded_runs):
@@ -168,12 +201,13 @@ def test_sweep_writes_every_member_and_logs_each_as_its_own_run(make_cfg, tmp_pa
         assert metrics[key] == pytest.approx(np.mean([m[key] for m in best]), rel=1e-12)
     assert len({m["val/best_loss"] for m in members}) == 4  # four different runs
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert [row["lr"] for row in summary["by_lr"]] == [0.5, 2.0]
+    assert [row["lr"] for row in summary["by_point"]] == [0.5, 2.0]
+    assert summary["by_axis"] == {"lr": summary["by_point"]}  # one axis: the same table
     assert summary["val/best_loss"] == metrics["val/best_loss"]
     assert (tmp_path / "sweep_curves.png").stat().st_size > 10_000
     for index in range(4):
         history = (tmp_path / "members" / f"member_{index}" / "metrics.jsonl").read_text()
-        assert [json.loads(line)["epoch"] for line in history.splitlines()] == [2, 3]
+        assert [json.loads(line)["epoch"] for line in history.splitlines()] == [0, 2, 3]
 
     member_runs = [run for run in recorded_runs if run.job_type == "train"]
     (summary_run,) = [run for run in recorded_runs if run.job_type == "sweep-summary"]
@@ -181,7 +215,7 @@ def test_sweep_writes_every_member_and_logs_each_as_its_own_run(make_cfg, tmp_pa
     assert [(r.config["seed"], r.config["optimizer"]["lr"], r.config["member"]) for r in
             member_runs] == [(3, 0.5, 0), (4, 0.5, 1), (3, 2.0, 2), (4, 2.0, 3)]
     assert all(run.config["data_seed"] == 3 for run in member_runs)
-    assert [step for step, _ in member_runs[2].steps] == [2, 3]  # logged as they train
+    assert [step for step, _ in member_runs[2].steps] == [0, 2, 3]  # logged as they train
     assert member_runs[2].summary["val/best_loss"] == members[2]["val/best_loss"]
     # Each member's parameters: the artifact model-<its run id>, `best` when its last
     # evaluation is its best one.

@@ -205,3 +205,10 @@ def _predict(cfg: DictConfig) -> None:
 
 
 predict = hydra_app(_predict, "predict")
+
+
+def gather(argv: list[str] | None = None) -> None:
+    """deltaprop-gather: join the blocks of a sweep (sweep.block=i/n) into one sweep's tables."""
+    from deltaprop.run.gather import main
+
+    sys.exit(main(argv))

@@ -4,7 +4,11 @@ For each layer l = 2..L, from one hand-written backward pass over a batch:
     ‖δ_l‖         how much error signal reaches layer l (σ' ≤ 1/4 shrinks it going back);
                   δ_l = ∂L/∂z_l of the mean loss (backprop.py), not the textbook's
                   per-example δ^l, which is N·n_L times larger
-    ‖∂L/∂W_l‖     the size of the weight update the layer receives
+    ‖∂L/∂W_l‖     the size of the weight update the layer receives (Frobenius: it grows with
+                  the matrix, so a 64×30 W_2 shows a larger norm than a 30×30 W_3 at equal entries)
+    rms ∂L/∂W_l   ‖∂L/∂W_l‖ / sqrt(n_{l−1}·n_l): the typical update of one weight, comparable
+                  across layers of different sizes
+    ‖∂L/∂b_l‖     = ‖Σ_batch δ_l‖, Nielsen's "speed of learning" of layer l
     saturated_l   fraction of units with φ'(z_l) < 1e-3 (hidden layers only; sigmoid:
                   φ'(z_l) = a_l(1 − a_l); relu: the dead units, φ' = 0)
 
@@ -37,7 +41,8 @@ def evaluate(
 def layer_statistics(
     params: Params, x: jax.Array, y: jax.Array, loss: str = "bce", activation: str = "sigmoid"
 ) -> dict[str, jax.Array]:
-    """Per-layer ‖δ_l‖, ‖∂L/∂W_l‖ and saturation, keyed `layer_{l}/...`. Jit-compatible.
+    """Per-layer ‖δ_l‖, ‖∂L/∂W_l‖, its root mean square per entry, ‖∂L/∂b_l‖ and saturation,
+    keyed `layer_{l}/...`. Jit-compatible.
 
     δ_l here is ∂L/∂z_l of the batch-mean loss (backprop.py), so its norm does not grow with N;
     the textbook's per-example δ^l is N·n_L times it, example by example.
@@ -48,7 +53,10 @@ def layer_statistics(
     for index in range(n_layers):
         name = f"layer_{index + 2}"
         stats[f"{name}/delta_norm"] = jnp.linalg.norm(trace.deltas[index])
-        stats[f"{name}/grad_W_norm"] = jnp.linalg.norm(trace.grads[index]["W"])
+        grad_W = trace.grads[index]["W"]  # (n_{l−1}, n_l)
+        stats[f"{name}/grad_W_norm"] = jnp.linalg.norm(grad_W)
+        # rms = ‖∂L/∂W_l‖_F / sqrt(n_{l−1}·n_l): per entry, so layers of any size compare
+        stats[f"{name}/grad_W_rms"] = stats[f"{name}/grad_W_norm"] / jnp.sqrt(grad_W.size)
         stats[f"{name}/grad_b_norm"] = jnp.linalg.norm(trace.grads[index]["b"])
         if index < n_layers - 1:  # hidden layers: φ'(z_l), sigmoid: a_l(1 − a_l)
             derivative = activation_derivative(

@@ -12,8 +12,10 @@ from typing import Any
 
 import numpy as np
 
+# A member's hyperparameters (population.AXES): a grid point of a sweep is one value of each.
+AXES = ("lr", "weight_decay", "momentum", "init_scale")
 # The member's identity in every final row; the rest are metrics.
-IDENTITY = ("member", "seed", "lr", "diverged", "diverged_epoch")
+IDENTITY = ("member", "seed", *AXES, "diverged", "diverged_epoch")
 
 
 def roc_auc(y: np.ndarray, probabilities: np.ndarray) -> float:
@@ -47,13 +49,44 @@ def batched_roc_auc(y: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
 
 
 def split_metrics(
-    result: dict[str, np.ndarray], y: np.ndarray, prefix: str
+    result: dict[str, np.ndarray], y: np.ndarray, prefix: str,
+    label_names: Sequence[str] | None = None,
 ) -> dict[str, np.ndarray]:
-    """{prefix/loss, prefix/acc[, prefix/auc (one output)]}, each (M,), from diagnostics.evaluate
-    run for every member."""
+    """{prefix/loss, prefix/acc, prefix/auc}, each (M,), from diagnostics.evaluate run for every
+    member; with several outputs and their `label_names`, also prefix/acc/<name> and
+    prefix/auc/<name> per output.
+
+    loss and acc are over all N·n_L elements (acc is then the mean of the per-output
+    accuracies); with several outputs prefix/auc is the mean of the per-output AUCs that are
+    defined (an output whose labels hold one class in this split has none; NaN if none has).
+
+    Args:
+      result: "loss", "acc" (M,) and "probabilities" (M, N, n_L).
+      y: (N, n_L) labels in {0, 1}.
+      label_names: n_L names (the CSV's label columns); None: the averaged metrics only.
+    """
     metrics = {f"{prefix}/loss": result["loss"], f"{prefix}/acc": result["acc"]}
-    if y.shape[1] == 1:
+    n_outputs = y.shape[1]
+    if n_outputs == 1:
         metrics[f"{prefix}/auc"] = batched_roc_auc(y, result["probabilities"])
+        return metrics
+    probabilities = np.asarray(result["probabilities"])
+    aucs = np.stack([batched_roc_auc(y[:, j], probabilities[..., j]) for j in range(n_outputs)],
+                    axis=1)  # (M, n_L)
+    defined = np.isfinite(aucs)
+    with np.errstate(invalid="ignore"):  # 0/0 = NaN: no output with a defined AUC
+        metrics[f"{prefix}/auc"] = np.where(defined, aucs, 0).sum(1) / defined.sum(1)
+    if label_names is None:
+        return metrics
+    if len(label_names) != n_outputs:
+        raise ValueError(f"{len(label_names)} label names {list(label_names)} for {n_outputs} "
+                         "outputs")
+    # The rule of diagnostics.evaluate's accuracy, one output at a time: (M, N, n_L) -> (M, n_L).
+    accuracies = ((probabilities > 0.5) == (np.asarray(y) > 0.5)).mean(axis=1)
+    for j, name in enumerate(label_names):
+        metrics[f"{prefix}/acc/{name}"] = accuracies[:, j]
+    for j, name in enumerate(label_names):
+        metrics[f"{prefix}/auc/{name}"] = aucs[:, j]
     return metrics
 
 
@@ -81,15 +114,19 @@ def _mean_std(values: Sequence[float]) -> tuple[float, float]:
     return float(array.mean()), float(array.std())
 
 
-def summarize_by_lr(finals: Sequence[dict[str, Any]], keys: Sequence[str]) -> list[dict[str, Any]]:
-    """Per learning rate: member counts (diverged ones with their epochs), and the mean and std
-    over the finite (not diverged) members of each key."""
+def summarize_by_point(
+    finals: Sequence[dict[str, Any]], keys: Sequence[str], axes: Sequence[str] = ("lr",)
+) -> list[dict[str, Any]]:
+    """Per value of `axes` (a grid point, or one axis's values with the others pooled): member
+    counts (diverged ones with their epochs), and the mean and std over the finite (not
+    diverged) members of each key."""
     rows = []
-    for lr in sorted({row["lr"] for row in finals}):
-        group = [row for row in finals if row["lr"] == lr]
+    point_of = lambda row: tuple(row[axis] for axis in axes)
+    for point in sorted({point_of(row) for row in finals}, key=_sortable):
+        group = [row for row in finals if point_of(row) == point]
         finite = [row for row in group if not row["diverged"]]
         summary: dict[str, Any] = {
-            "lr": lr,
+            **dict(zip(axes, point)),
             "members": len(group),
             "finite": len(finite),
             "diverged": len(group) - len(finite),
@@ -103,33 +140,42 @@ def summarize_by_lr(finals: Sequence[dict[str, Any]], keys: Sequence[str]) -> li
     return rows
 
 
+def _sortable(point: tuple) -> tuple:
+    return tuple(-math.inf if value is None else value for value in point)
+
+
 def higher_is_better(key: str) -> bool:
-    """Accuracy and AUC are maximized; losses minimized."""
-    return key.rsplit("/", 1)[-1] in ("acc", "auc")
+    """Accuracy and AUC are maximized (also one output's: val/acc/<label>); losses minimized."""
+    parts = key.split("/")
+    return (parts[1] if len(parts) > 1 else parts[0]) in ("acc", "auc")
 
 
-def aggregate(finals: Sequence[dict[str, Any]], objective: str) -> dict[str, Any]:
-    """The result of a sweep: its best learning rate's mean over finite members of every metric.
+def aggregate(
+    finals: Sequence[dict[str, Any]], objective: str, axes: Sequence[str] = ("lr",)
+) -> dict[str, Any]:
+    """The result of a sweep: its best grid point's mean over finite members of every metric.
 
-    The best learning rate has the best mean `objective` over its finite (not diverged) members
-    (lowest loss, highest accuracy or AUC); sweep/best_lr names it (when no lr has a finite mean,
-    `objective` is NaN and sweep/best_lr absent). A diverging or merely bad
-    learning rate thus never moves the result (or a Hydra sweeper's objective); by-lr tables
-    (`summarize_by_lr`) show every one. Also sweep/members and sweep/diverged (counts).
+    A grid point is one value of each swept axis (`axes`: lr, and the other swept ones). The
+    best has the best mean `objective` over its finite (not diverged) members (lowest loss,
+    highest accuracy or AUC); sweep/best_<axis> names it (when no point has a finite mean,
+    `objective` is NaN and sweep/best_* absent). A diverging or merely bad point thus never
+    moves the result (or a Hydra sweeper's objective); the tables of `summarize_by_point` show
+    every one. Also sweep/members and sweep/diverged (counts).
     """
-    by_lr = [
-        row for row in summarize_by_lr(finals, [objective])
+    by_point = [
+        row for row in summarize_by_point(finals, [objective], axes)
         if math.isfinite(row[f"{objective}/mean"])
     ]
     summary: dict[str, Any] = {}
-    if by_lr:
+    if by_point:
         sign = -1.0 if higher_is_better(objective) else 1.0
-        best_lr = min(by_lr, key=lambda row: sign * row[f"{objective}/mean"])["lr"]
-        best = [row for row in finals if row["lr"] == best_lr and not row["diverged"]]
+        best_point = min(by_point, key=lambda row: sign * row[f"{objective}/mean"])
+        best = [row for row in finals if not row["diverged"]
+                and all(row[axis] == best_point[axis] for axis in axes)]
         summary = {key: _mean_std([row[key] for row in best if key in row])[0]
                    for key in metric_keys(best)}
-        summary["sweep/best_lr"] = best_lr
-    else:  # no lr has a finite mean objective: say so with a NaN, never a missing key
+        summary |= {f"sweep/best_{axis}": best_point[axis] for axis in axes}
+    else:  # no point has a finite mean objective: say so with a NaN, never a missing key
         summary[objective] = math.nan
     summary["sweep/members"] = float(len(finals))
     summary["sweep/diverged"] = float(sum(row["diverged"] for row in finals))

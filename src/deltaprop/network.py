@@ -87,6 +87,7 @@ def init_params(
     sizes: Sequence[int],
     init: str = "xavier",
     dtype: DTypeLike = jnp.float32,
+    scale: float | jax.Array = 1.0,
 ) -> Params:
     """Random weights; zero biases except with init="nielsen".
 
@@ -97,6 +98,8 @@ def init_params(
         or "normal" (W ~ N(0, 1/n_in), as in Nielsen's network2.py) or "nielsen" (normal's W and
         b ~ N(0, 1): network2.py's default_weight_initializer, the init of his chapter 5).
       dtype: dtype of every leaf.
+      scale: multiplies every parameter, so the std of each random draw (model.init_scale;
+        a sweep's sweep.init_scale gives each member its own).
 
     Returns:
       [{"W": (n_{l-1}, n_l), "b": (n_l,)} for l = 2..L].
@@ -115,7 +118,7 @@ def init_params(
         b = jnp.zeros((n_out,), dtype)
         if init == "nielsen":  # same W as "normal" (the same layer key), and b ~ N(0, 1)
             b = jax.random.normal(jax.random.fold_in(layer_key, 1), (n_out,), dtype)
-        params.append({"W": W, "b": b})
+        params.append({"W": W * jnp.asarray(scale, dtype), "b": b * jnp.asarray(scale, dtype)})
     return params
 
 

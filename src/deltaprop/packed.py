@@ -6,14 +6,12 @@ Each product of the δ recursion then becomes an elementwise multiply-add along 
 vectorizes (z[b,o,m] = Σ_i a[b,i,m] W[i,o,m]). This module supplies only those products
 (`packed_products`) to the one recursion in backprop.py, and its minibatches to the one epoch in
 training.py (`MEMBER_MINIBATCHES`): each member shuffles with its own key exactly as a single run
-does, and each epoch's shuffles (jax.random.permutation, the same integers) skip XLA:CPU's slow
-key-value sort.
+does (shuffle.permutation, vmapped over the members' keys).
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
 
@@ -24,6 +22,7 @@ from jax.typing import DTypeLike
 
 from deltaprop.backprop import Products, forward_pass, manual_value_and_grad, mean_loss
 from deltaprop.network import Params
+from deltaprop.shuffle import permutation
 from deltaprop.training import Minibatches
 
 # Products whose contracted axis is at most this long are written as unrolled multiply-adds
@@ -33,6 +32,19 @@ UNROLL_LIMIT = 128
 # XLA:CPU options for the packed program: 512-bit vectors where the CPU has them (AVX-512);
 # the packed products are elementwise multiply-adds along the member axis.
 COMPILER_OPTIONS = {"xla_cpu_prefer_vector_width": "512"}
+
+# A packed epoch trains its members in chunks whose activations (N, n, m) hold about this many
+# numbers (in_member_chunks; sweep.member_chunk=0), m a multiple of LANES (a float32 vector
+# of AVX2 along the member axis): [2,16,16,1] at batch 43, 1024 members, runs at ~175k
+# member-steps/s with m = 16, 24 or 32, ~65k with m = 23 and ~60k with all at once.
+CHUNK_ELEMENTS = 2**14
+LANES = 8
+
+
+def member_chunk(batch_size: int, sizes: Sequence[int]) -> int:
+    """Members per chunk: CHUNK_ELEMENTS over the batch times the widest layer, to the nearest
+    multiple of LANES (at least LANES)."""
+    return max(LANES, round(CHUNK_ELEMENTS / (batch_size * max(sizes)) / LANES) * LANES)
 
 PackedParams = list[dict[str, jax.Array]]  # [{"W": (n_in, n_out, M), "b": (n_out, M)}]
 
@@ -177,7 +189,7 @@ def _member_orders(keys: jax.Array, n_train: int, steps: int, size: int):
     """Each member shuffles with its own key exactly as a single run does
     (key, shuffle_key = split(key); permutation(shuffle_key, n_train)): (steps, size, M)."""
     split = jax.vmap(jax.random.split)(keys)
-    order = member_permutations(split[:, 1], n_train)[:, : steps * size]
+    order = jax.vmap(permutation, in_axes=(0, None))(split[:, 1], n_train)[:, : steps * size]
     return split[:, 0], jnp.moveaxis(order.reshape(-1, steps, size), 0, -1)
 
 
@@ -186,72 +198,58 @@ def _gather(data: jax.Array, batch_indices: jax.Array) -> jax.Array:
     column-major data so the member axis comes out innermost (a row gather would leave the
     features innermost and every product would read the batch with a stride)."""
     n_rows, n_columns = data.shape
-    columns = jnp.arange(n_columns)[:, None, None] * n_rows  # (n, 1, 1) offsets into data.T
-    flat = data.T.reshape(-1)[columns + batch_indices]  # (n, size, M)
-    return jnp.swapaxes(flat, 0, 1)
+    offsets = jnp.arange(n_columns).reshape((-1,) + (1,) * batch_indices.ndim) * n_rows
+    flat = data.T.reshape(-1)[offsets + batch_indices]  # (n, [steps,] size, M): offsets into data.T
+    return jnp.moveaxis(flat, 0, -2)
 
 
 # A packed population's minibatches for training.make_train_epoch: member m's batch is its own
-# rows, gathered so that the member axis comes out last, (size, n, M).
-MEMBER_MINIBATCHES = Minibatches(order=_member_orders, gather=_gather)
+# rows, gathered so that the member axis comes out last, (size, n, M), step by step.
+MEMBER_MINIBATCHES = Minibatches(order=_member_orders, gather=_gather, per_epoch=False)
 
 
-def member_permutations(keys: jax.Array, n: int) -> jax.Array:
-    """jax.random.permutation(key, n) for each of M keys, as an (M, n) array of the same integers.
+# ------------------------------------------------------------------------- member chunks
 
-    jax.random.permutation shuffles by sorting: each round splits off a subkey, draws 32 random
-    bits per element and reorders by a stable sort on them. That stable sort is done here
-    without XLA:CPU's key-value sort, which costs as much as a quarter of a small network's
-    epoch (see `_stable_argsort_rows`). Checked against jax.random.permutation in the tests.
+
+def in_member_chunks(epoch_fn: Callable, n_members: int, chunk: int) -> Callable:
+    """epoch_fn run on chunks of at most `chunk` members one after another (lax.map), so that
+    each chunk's activations stay in cache: a packed array (N, n, M) outgrows it as M grows,
+    and the members are independent, so the result is the same.
+
+    M members make C = ⌈M/chunk⌉ chunks of m = ⌈M/C⌉ (rounded up to a multiple of LANES when
+    chunk is one: a ragged vector along the member axis costs more than the members it adds);
+    the last is filled up with copies of member 0, trained and dropped.
     """
-    rounds = math.ceil(3 * math.log(max(1, n)) / math.log(np.iinfo(np.uint32).max))
-    order = jnp.broadcast_to(jnp.arange(n), (keys.shape[0], n))
-    for _ in range(rounds):
-        split = jax.vmap(jax.random.split)(keys)
-        keys, subkeys = split[:, 0], split[:, 1]
-        bits = jax.vmap(lambda key: jax.random.bits(key, (n,), jnp.uint32))(subkeys)
-        order = jnp.take_along_axis(order, _stable_argsort_rows(bits), axis=1)
-    return order
+    if n_members <= chunk:
+        return epoch_fn
+    n_chunks = -(-n_members // chunk)
+    size = -(-n_members // n_chunks)
+    if chunk % LANES == 0:
+        size = -(-size // LANES) * LANES
 
+    def to_chunks(leaf):
+        axis = member_axis_of(leaf)
+        if axis is None:  # shared (a step count): the same in every chunk
+            return jnp.broadcast_to(leaf, (n_chunks, *leaf.shape))
+        filler = jnp.repeat(jax.lax.slice_in_dim(leaf, 0, 1, axis=axis),
+                            n_chunks * size - n_members, axis=axis)
+        leaf = jnp.concatenate([leaf, filler], axis=axis)
+        leaf = leaf.reshape(*leaf.shape[:axis], n_chunks, size, *leaf.shape[axis + 1:])
+        return jnp.moveaxis(leaf, axis, 0)
 
-def _stable_argsort_rows(bits: jax.Array) -> jax.Array:
-    """jnp.argsort(bits, axis=1, stable=True) for uint32 rows (M, n).
+    def from_chunks(leaf):  # (C, ..., m) → (..., M)
+        if leaf.ndim == 1:  # a shared leaf, broadcast to every chunk
+            return leaf[0]
+        leaf = jnp.moveaxis(leaf, 0, -2)
+        return leaf.reshape(*leaf.shape[:-2], n_chunks * size)[..., :n_members]
 
-    Sort keys (the high 32 − k bits of each key, then its index in the low k = ⌈log₂ n⌉ bits)
-    are distinct, so one single-operand sort orders them by (high bits, index). Only neighbours
-    with equal high bits can then be out of order: one compare-exchange of adjacent pairs on
-    the full key fixes every such pair, and a check of the result sends anything else (three
-    equal high parts in a row: about 3e-6 per row at n = 700) to the stable key-value sort.
-    """
-    n = bits.shape[1]
-    index_bits = max(1, (n - 1).bit_length())
-    if index_bits > 12:  # too few high bits left: runs of equal high bits would be common
-        return jnp.argsort(bits, axis=1, stable=True)
-    index = jnp.arange(n, dtype=jnp.uint32)
-    keys = ((bits >> index_bits) << index_bits) | index
-    order = (jnp.sort(keys, axis=1) & jnp.uint32((1 << index_bits) - 1)).astype(jnp.int32)
-    full = jnp.take_along_axis(bits, order, axis=1)
+    def chunked_epoch(state, x_train, y_train):
+        states, losses = jax.lax.map(lambda chunk_state: epoch_fn(chunk_state, x_train, y_train),
+                                     jax.tree.map(to_chunks, state))
+        losses = losses.reshape(n_chunks * size, -1)[:n_members]  # (C, m, steps) → (M, steps)
+        return jax.tree.map(from_chunks, states), losses
 
-    # Swap each out-of-order neighbour pair (j, j+1); strict, so equal keys keep index order.
-    swap = full[:, :-1] > full[:, 1:]
-    with_next = jnp.pad(swap, ((0, 0), (0, 1)))  # element j moves to j+1
-    with_previous = jnp.pad(swap, ((0, 0), (1, 0)))  # element j moves to j−1
-
-    def exchanged(array):
-        following = jnp.pad(array[:, 1:], ((0, 0), (0, 1)))
-        preceding = jnp.pad(array[:, :-1], ((0, 0), (1, 0)))
-        return jnp.where(with_next, following, jnp.where(with_previous, preceding, array))
-
-    full, order = exchanged(full), exchanged(order)
-    # Strictly ascending in (key, index) holds for the stable argsort and nothing else.
-    ascending = (full[:, 1:] > full[:, :-1]) | (
-        (full[:, 1:] == full[:, :-1]) & (order[:, 1:] > order[:, :-1])
-    )
-    return jax.lax.cond(
-        jnp.all(ascending),
-        lambda: order,
-        lambda: jnp.argsort(bits, axis=1, stable=True).astype(jnp.int32),
-    )
+    return chunked_epoch
 
 
 def member_axis_of(leaf: Any) -> int | None:

@@ -21,6 +21,7 @@ from deltaprop.backprop import manual_value_and_grad
 from deltaprop.choices import Choice
 from deltaprop.losses import loss_fn
 from deltaprop.network import Params
+from deltaprop.shuffle import permutation
 
 ValueAndGrad = Callable[[Params, jax.Array, jax.Array], tuple[jax.Array, Params]]
 
@@ -95,8 +96,9 @@ def make_optimizer(
 ) -> optax.GradientTransformation:
     """An optax optimizer from the `optimizer` config group.
 
-    The learning rate and weight decay are injected hyperparameters (they live in the optimizer
-    state), so a vmapped sweep can give each member its own.
+    The learning rate, the weight decay and (momentum, adam) the momentum — optimizer.momentum,
+    or adam's b1 — are injected hyperparameters (they live in the optimizer state), so a sweep
+    can give each member its own.
     """
     cfg = optimizer_cfg
     schedule = unit_schedule(
@@ -106,11 +108,11 @@ def make_optimizer(
         cfg.decay_rate,
     )
 
-    def build(learning_rate, weight_decay):
+    def build(learning_rate, weight_decay, momentum=None):
         if cfg.name == "adam":  # with weight_decay > 0: AdamW's decoupled decay
-            direction = [optax.scale_by_adam(cfg.b1, cfg.b2), optax.add_decayed_weights(weight_decay)]
+            direction = [optax.scale_by_adam(momentum, cfg.b2), optax.add_decayed_weights(weight_decay)]
         elif cfg.name == "momentum":
-            direction = [optax.add_decayed_weights(weight_decay), optax.trace(cfg.momentum)]
+            direction = [optax.add_decayed_weights(weight_decay), optax.trace(momentum)]
         elif cfg.name == "sgd":  # the textbook's θ ← θ − η ∂L/∂θ (plus L2 decay if asked)
             direction = [optax.add_decayed_weights(weight_decay)]
         else:
@@ -119,9 +121,17 @@ def make_optimizer(
             *direction, optax.scale_by_schedule(schedule), optax.scale(-learning_rate)
         )
 
-    return optax.inject_hyperparams(build)(
-        learning_rate=cfg.lr, weight_decay=cfg.weight_decay
-    )
+    injected = {"learning_rate": cfg.lr, "weight_decay": cfg.weight_decay}
+    if run_momentum(cfg) is not None:
+        injected["momentum"] = run_momentum(cfg)
+    return optax.inject_hyperparams(build)(**injected)
+
+
+def run_momentum(optimizer_cfg: Any) -> float | None:
+    """The momentum a run's optimizer has: optimizer.momentum (momentum), b1 (adam), None (sgd)."""
+    if optimizer_cfg.name == "momentum":
+        return float(optimizer_cfg.momentum)
+    return float(optimizer_cfg.b1) if optimizer_cfg.name == "adam" else None
 
 
 def init_train_state(params: Params, optimizer: optax.GradientTransformation, key) -> TrainState:
@@ -150,17 +160,21 @@ class Minibatches(NamedTuple):
     """How an epoch draws its minibatches, for one layout of the state.
 
     order(key, n_train, steps, size) -> (next key, indices (steps, ...)): this epoch's shuffle.
-    gather(data, indices) -> one minibatch of `data` (x_train or y_train) for a row of indices.
+    gather(data, indices) -> the minibatches of `data` (x_train or y_train) for these indices.
+    per_epoch: gather the whole epoch's minibatches before the scan (one gather instead of one
+      per step: faster for a single run), else each step gathers its own (a packed population's
+      epoch of batches would not stay in cache).
     """
 
     order: Callable[[jax.Array, int, int, int], tuple[jax.Array, jax.Array]]
     gather: Callable[[jax.Array, jax.Array], jax.Array]
+    per_epoch: bool = True
 
 
 def _shuffled_order(key, n_train: int, steps: int, size: int):
     """key, shuffle_key = split(key); the first steps·size of a permutation, (steps, size)."""
     key, shuffle_key = jax.random.split(key)
-    order = jax.random.permutation(shuffle_key, n_train)[: steps * size].reshape(steps, size)
+    order = permutation(shuffle_key, n_train)[: steps * size].reshape(steps, size)
     return key, order
 
 
@@ -193,11 +207,12 @@ def make_train_epoch(
         size = min(batch_size, n_train)
         steps = batches_per_epoch(n_train, batch_size, limit_batches)
         key, order = minibatches.order(state.key, n_train, steps, size)
+        gather = lambda rows: (minibatches.gather(x_train, rows), minibatches.gather(y_train, rows))
+        batches = gather(order) if minibatches.per_epoch else order  # scanned over, step by step
 
-        def scan_step(carry, batch_indices):
+        def scan_step(carry, batch):
             params, opt_state = carry
-            x_batch = minibatches.gather(x_train, batch_indices)
-            y_batch = minibatches.gather(y_train, batch_indices)
+            x_batch, y_batch = batch if minibatches.per_epoch else gather(batch)
             if batch_sharding is not None:
                 x_batch = jax.lax.with_sharding_constraint(x_batch, batch_sharding)
                 y_batch = jax.lax.with_sharding_constraint(y_batch, batch_sharding)
@@ -205,7 +220,7 @@ def make_train_epoch(
             return (params, opt_state), loss
 
         (params, opt_state), losses = jax.lax.scan(
-            scan_step, (state.params, state.opt_state), order
+            scan_step, (state.params, state.opt_state), batches
         )
         return TrainState(params, opt_state, key, state.epoch + 1), jnp.moveaxis(losses, 0, -1)
 

@@ -9,6 +9,7 @@ any work starts and names the key and the bad value.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
 
@@ -36,6 +37,7 @@ class ModelConfig:
     hidden: list[int] = field(default_factory=lambda: [16, 16])
     init: Init = Init.xavier
     activation: Activation = Activation.sigmoid  # hidden layers; the output is always σ
+    init_scale: float = 1.0  # multiplies every initial parameter (the std of the init scheme)
 
 
 @dataclass
@@ -44,7 +46,9 @@ class DatasetConfig:
     n_samples: int = 1000
     noise: float = 0.2
     path: str | None = None  # csv only (??? in conf/dataset/csv.yaml)
-    label: str = "label"  # csv only: the label column
+    # csv only: the label column, or a list of them (one sigmoid output each); Any because a
+    # structured config cannot type str | list[str]: io.data.label_columns checks it
+    label: Any = "label"
     val_fraction: float = 0.15
     test_fraction: float = 0.15
     seed: int | None = None  # seeds the data (synthetic draw, split); None: the run's seed
@@ -106,8 +110,18 @@ class LoggerConfig:
 class SweepConfig:
     """Axes of a population trained together as one program (see deltaprop.run.engines)."""
 
+    # The member grid is the product of these axes and trainer.num_seeds; an empty axis holds
+    # the run's own value (optimizer.lr, optimizer.weight_decay, the momentum, model.init_scale).
     lr: list[float] = field(default_factory=list)
+    weight_decay: list[float] = field(default_factory=list)
+    momentum: list[float] = field(default_factory=list)  # optimizer.momentum, or adam's b1
+    init_scale: list[float] = field(default_factory=list)
     engine: MemberLayout = MemberLayout.packed
+    member_chunk: int = 0  # packed engine: members trained together per chunk; 0: chosen for
+    # the cache from the batch and the widest layer (deltaprop.packed.member_chunk)
+    shard_members: bool = False  # the members split over every device, a block on each
+    block: str | None = None  # "i/n": train only block i (0..n−1) of n of the grid (one SLURM
+    # job each: -m hydra/launcher=slurm sweep.block=0/4,1/4,2/4,3/4); deltaprop-gather joins them
 
 
 @dataclass
@@ -140,6 +154,34 @@ class SpeedOfLearningConfig:
 
 
 @dataclass
+class LearningSlowdownConfig:
+    """experiments/learning_slowdown.py: Nielsen's one sigmoid neuron, x -> y, with each cost
+    (the learning rate is optimizer.lr)."""
+
+    # (w, b) of each run at epoch 0 (Nielsen ch. 3); list[Any]: OmegaConf refuses an int in a
+    # list[list[float]] (starts=[[2,2]]), so _check_learning_slowdown checks the numbers
+    starts: list[Any] = field(default_factory=lambda: [[2.0, 2.0], [0.6, 0.9]])
+    epochs: int = 300  # gradient steps on the one example
+    x: float = 1.0
+    y: float = 0.0
+    threshold: float = 0.1  # report the first epoch at which |a - y| < threshold
+    report_epoch: int = 50  # report every run's output after this many epochs
+
+
+@dataclass
+class VanishingGradientsConfig:
+    """experiments/vanishing_gradients.py: ‖δ_l‖, ‖∂L/∂b_l‖ and rms ∂L/∂W_l per layer from
+    epoch 0, one seed sweep per hidden activation."""
+
+    activations: list[Activation] = field(
+        default_factory=lambda: [Activation.sigmoid, Activation.tanh, Activation.relu]
+    )
+    seeds: int = 8  # trainer.num_seeds of each activation's sweep (seeds seed, seed + 1, ...)
+    plateau_margin: float = 0.05  # the plateau ends when the train loss is below ln 2 − this
+    figure: str | None = None  # also write the figure here (e.g. docs/vanishing_gradients.png)
+
+
+@dataclass
 class Config:
     model: ModelConfig = MISSING
     dataset: DatasetConfig = MISSING
@@ -150,6 +192,9 @@ class Config:
     worked_example: WorkedExampleConfig = field(default_factory=WorkedExampleConfig)
     gradcheck: GradcheckConfig = field(default_factory=GradcheckConfig)
     speed_of_learning: SpeedOfLearningConfig = field(default_factory=SpeedOfLearningConfig)
+    learning_slowdown: LearningSlowdownConfig = field(default_factory=LearningSlowdownConfig)
+    vanishing_gradients: VanishingGradientsConfig = field(
+        default_factory=VanishingGradientsConfig)
     loss: Loss = Loss.bce  # the trained cost on σ(z_L): bce | mse (deltaprop.losses)
     seed: int = 0
     objective: str = "val/best_loss"  # what experiments/train.py returns to a Hydra sweeper
@@ -167,6 +212,8 @@ _SCHEMAS = {
     "LoggerConfig": LoggerConfig, "SweepConfig": SweepConfig,
     "WorkedExampleConfig": WorkedExampleConfig, "GradcheckConfig": GradcheckConfig,
     "SpeedOfLearningConfig": SpeedOfLearningConfig,
+    "LearningSlowdownConfig": LearningSlowdownConfig,
+    "VanishingGradientsConfig": VanishingGradientsConfig,
 }
 
 
@@ -212,6 +259,7 @@ def validate_config(cfg: Any) -> None:
     _check_trainer(cfg)
     _non_negative(cfg, "gradcheck.after_epochs")
     _check_speed_of_learning(cfg)
+    _check_learning_slowdown(cfg)
     _check_logger(cfg.logger)
 
 
@@ -261,14 +309,15 @@ def _check_optimizer(cfg: Any) -> None:
     lr = _get(cfg, "optimizer.lr")
     if not (math.isfinite(lr) and lr > 0):
         raise _bad("optimizer.lr", lr, "must be finite and > 0")
-    for lr_value in _get(cfg, "sweep.lr"):
-        if not (math.isfinite(lr_value) and lr_value > 0):
-            raise _bad("sweep.lr", list(_get(cfg, "sweep.lr")), "every lr must be finite and > 0")
     _non_negative(cfg, "optimizer.weight_decay")
     for key in ("optimizer.momentum", "optimizer.b1", "optimizer.b2"):
         value = _get(cfg, key)
         if not 0 <= value < 1:
             raise _bad(key, value, "must be in [0, 1)")
+    scale = _get(cfg, "model.init_scale")
+    if not (math.isfinite(scale) and scale > 0):
+        raise _bad("model.init_scale", scale, "must be finite and > 0")
+    _check_sweep_axes(cfg)
     decay_rate = _get(cfg, "optimizer.decay_rate")
     if not 0 < decay_rate <= 1:
         raise _bad("optimizer.decay_rate", decay_rate,
@@ -278,6 +327,39 @@ def _check_optimizer(cfg: Any) -> None:
     if warmup and warmup >= epochs:
         raise _bad("optimizer.warmup_epochs", warmup,
                    f"must be shorter than the run (trainer.epochs={epochs})")
+
+
+# sweep.<axis>: (what every value must satisfy, as said in the error)
+_SWEEP_AXES = {
+    "lr": (lambda v: math.isfinite(v) and v > 0, "every lr must be finite and > 0"),
+    "weight_decay": (lambda v: math.isfinite(v) and v >= 0, "every value must be finite and >= 0"),
+    "momentum": (lambda v: 0 <= v < 1, "every value must be in [0, 1)"),
+    "init_scale": (lambda v: math.isfinite(v) and v > 0, "every value must be finite and > 0"),
+}
+
+
+def _check_sweep_axes(cfg: Any) -> None:
+    for axis, (valid, requirement) in _SWEEP_AXES.items():
+        values = list(_get(cfg, f"sweep.{axis}"))
+        if not all(valid(value) for value in values):
+            raise _bad(f"sweep.{axis}", values, requirement)
+        if len(set(values)) != len(values):
+            raise _bad(f"sweep.{axis}", values, "every value must appear once")
+    _non_negative(cfg, "sweep.member_chunk")
+    block = _get(cfg, "sweep.block")
+    if block is not None:
+        parse_block(block)
+
+
+def parse_block(block: str) -> tuple[int, int]:
+    """sweep.block="i/n" -> (i, n), 0 <= i < n; ConfigError naming the key otherwise."""
+    try:
+        index, count = (int(part) for part in str(block).split("/"))
+    except ValueError:
+        raise _bad("sweep.block", block, "must be i/n, block i (0..n-1) of n") from None
+    if not 0 <= index < count:
+        raise _bad("sweep.block", block, "must be i/n with 0 <= i < n")
+    return index, count
 
 
 def _check_trainer(cfg: Any) -> None:
@@ -302,6 +384,32 @@ def _check_speed_of_learning(cfg: Any) -> None:
     for key in ("speed_of_learning.n_images", "speed_of_learning.seeds"):
         _at_least_one(cfg, key)
     _non_negative(cfg, "speed_of_learning.train_epochs")
+
+
+def _check_learning_slowdown(cfg: Any) -> None:
+    starts = _get(cfg, "learning_slowdown.starts")
+    starts = [list(start) if isinstance(start, Sequence) else start for start in starts]
+    number = lambda value: isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not starts or any(not isinstance(start, list) or len(start) != 2
+                         or not all(number(v) and math.isfinite(v) for v in start)
+                         for start in starts):
+        raise _bad("learning_slowdown.starts", starts,
+                   "needs at least one start, each a finite [w, b]")
+    _at_least_one(cfg, "learning_slowdown.epochs")
+    for key in ("learning_slowdown.x", "learning_slowdown.y"):
+        if not math.isfinite(_get(cfg, key)):
+            raise _bad(key, _get(cfg, key), "must be finite")
+    if not 0 <= _get(cfg, "learning_slowdown.y") <= 1:
+        raise _bad("learning_slowdown.y", _get(cfg, "learning_slowdown.y"),
+                   "must be in [0, 1]: a target of σ")
+    threshold = _get(cfg, "learning_slowdown.threshold")
+    if not 0 < threshold < 1:
+        raise _bad("learning_slowdown.threshold", threshold, "must be in (0, 1)")
+    report = _get(cfg, "learning_slowdown.report_epoch")
+    epochs = _get(cfg, "learning_slowdown.epochs")
+    if not 0 <= report <= epochs:
+        raise _bad("learning_slowdown.report_epoch", report,
+                   f"must be in [0, learning_slowdown.epochs={epochs}]")
 
 
 def _check_logger(logger: Any) -> None:

@@ -19,7 +19,7 @@ import lzma
 import math
 import warnings
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -338,6 +338,42 @@ def _read_csv(path: Any, labels: tuple[str, ...], labels_optional: bool = False)
     )
 
 
+def label_columns(label: Any) -> tuple[str, ...]:
+    """dataset.label as the CSV's label columns: one name (`dataset.label=target`) or a
+    non-empty list of distinct names (`dataset.label=[a,b,c]`, one sigmoid output each).
+
+    A whole number counts as the column of that name (`dataset.label=2024`: Hydra reads it as
+    an int). DataError naming dataset.label for anything else."""
+    if isinstance(label, str) or (isinstance(label, int) and not isinstance(label, bool)):
+        names = [label]
+    elif isinstance(label, Sequence) and label:  # a list, or OmegaConf's ListConfig
+        names = list(label)
+    else:
+        raise DataError(
+            f"dataset.label={label!r} is invalid: name one label column (dataset.label=target) "
+            "or a non-empty list of them (dataset.label=[a,b,c])"
+        )
+    bad = [name for name in names
+           if not (isinstance(name, str) and name.strip()) and not
+           (isinstance(name, int) and not isinstance(name, bool))]
+    if bad:
+        raise DataError(f"dataset.label={_shown_label(label)} is invalid: {bad[0]!r} is not a "
+                        "column name (quote a name that YAML reads as another type)")
+    names = [str(name).strip() for name in names]
+    repeated = sorted(name for name, count in Counter(names).items() if count > 1)
+    if repeated:
+        raise DataError(f"dataset.label={_shown_label(label)} is invalid: each label column "
+                        f"once; repeated: {', '.join(repeated)}")
+    return tuple(names)
+
+
+def _shown_label(label: Any) -> str:
+    """dataset.label as the user wrote it: a list as [a, b], not OmegaConf's repr."""
+    if isinstance(label, Sequence) and not isinstance(label, str):
+        return "[" + ", ".join(str(name) for name in label) + "]"
+    return repr(label)
+
+
 # ---------------------------------------------------------------- public API
 
 
@@ -349,7 +385,8 @@ def load_dataset(cfg: Any, seed: int) -> Dataset:
         seed: seeds the synthetic datasets; the same seed gives the same data.
 
     Returns:
-        A validated `Dataset` with x: (N, n_features), y: (N, n_outputs) (1, or 10 for digits).
+        A validated `Dataset` with x: (N, n_features), y: (N, n_outputs) (1; 10 for digits;
+        one per label column of a CSV).
 
     Raises:
         DataError: unknown name, unreadable CSV, or data that fail `validate_dataset`.
@@ -372,7 +409,7 @@ def load_dataset(cfg: Any, seed: int) -> Dataset:
     elif name == "digits":
         data = _digits()
     elif name == "csv":
-        data = _read_csv(cfg.path, (str(cfg.label),))
+        data = _read_csv(cfg.path, label_columns(cfg.label))
     else:
         known = (*_SYNTHETIC, "xor_table", "breast_cancer", "digits_binary", "digits", "csv")
         raise DataError(f"dataset.name={name!r} is unknown; choose one of: {', '.join(known)}")

@@ -28,24 +28,71 @@ def plot_loss_curves(history: list[dict[str, float]], path: Path) -> Path:
     return save_figure(figure, path)
 
 
+# The vanishing-gradient panels: (statistic of grads/layer_l/..., y label, title).
+LAYER_PANELS = (
+    ("delta_norm", "‖δ_l‖", "error signal ‖δ_l‖"),
+    ("grad_b_norm", "‖∂L/∂b_l‖", "bias gradient ‖∂L/∂b_l‖ (speed)"),
+    ("grad_W_rms", "‖∂L/∂W_l‖ / sqrt(n_{l−1} n_l)", "weight gradient, rms per entry"),
+)
+LN2 = float(np.log(2.0))  # BCE of a constant output p = 1/2
+
+
 def plot_layer_norms(history: list[dict[str, float]], path: Path) -> Path:
-    """Per-layer ‖δ_l‖ and ‖∂L/∂W_l‖ over training (log scale): the vanishing-gradient view."""
-    epochs = [row["epoch"] for row in history]
-    layers = sorted(
-        {key.split("/")[1] for key in history[0] if key.startswith("grads/")},
-        key=lambda name: int(name.split("_")[1]),
-    )
-    figure, (delta_axis, grad_axis) = plt.subplots(1, 2, figsize=(10, 4))
-    for layer in layers:
-        label = layer.replace("_", " ")
-        delta_axis.plot(epochs, [row[f"grads/{layer}/delta_norm"] for row in history], label=label)
-        grad_axis.plot(epochs, [row[f"grads/{layer}/grad_W_norm"] for row in history], label=label)
-    delta_axis.set(xlabel="epoch", ylabel="‖δ_l‖", yscale="log", title="error signal per layer")
-    grad_axis.set(xlabel="epoch", ylabel="‖∂L/∂W_l‖", yscale="log", title="weight gradient")
-    for axis in (delta_axis, grad_axis):
-        axis.legend()
-        axis.grid(alpha=0.3)
+    """One run's vanishing-gradient view: per-layer ‖δ_l‖, ‖∂L/∂b_l‖ and rms of ∂L/∂W_l per
+    entry (log scale), and the training loss beside ln 2, against epoch."""
+    return plot_vanishing_gradients({"": [history]}, path)
+
+
+def plot_vanishing_gradients(
+    runs: dict[str, Sequence[Sequence[dict[str, float]]]], path: Path
+) -> Path:
+    """One row per run (e.g. per hidden activation), four panels each: ‖δ_l‖, ‖∂L/∂b_l‖ and
+    the rms entry of ∂L/∂W_l, one colour per layer l (log scale, shared by the rows), and the
+    training loss with a dashed line at ln 2 (the plateau of a constant output p = 1/2).
+    Against epoch from the first row (0: the initialization); with several members the line is
+    their median and the band their min–max.
+
+    Args:
+      runs: label (e.g. "sigmoid") -> the histories of its members, which share their epochs;
+        rows have "epoch", "train/loss" and "grads/layer_{l}/{delta_norm, grad_b_norm,
+        grad_W_rms}".
+    """
+    figure, axes = plt.subplots(len(runs), len(LAYER_PANELS) + 1, squeeze=False, sharex=True,
+                                sharey="col", figsize=(18, 3.4 * len(runs) + 0.6))
+    for row_axes, (label, histories) in zip(axes, runs.items()):
+        epochs = np.array([row["epoch"] for row in histories[0]])
+        layers = sorted({int(key.split("/")[1].split("_")[1]) for key in histories[0][0]
+                         if key.startswith("grads/layer_")})
+        colors = plt.cm.viridis(np.linspace(0.0, 0.9, len(layers)))
+        prefix = f"{label}: " if label else ""
+        for axis, (statistic, ylabel, title) in zip(row_axes, LAYER_PANELS):
+            for color, layer in zip(colors, layers):
+                key = f"grads/layer_{layer}/{statistic}"
+                _median_band(axis, epochs, histories, key, color, f"layer {layer}")
+            axis.set(ylabel=ylabel, yscale="log", title=prefix + title)
+        loss_axis = row_axes[-1]
+        _median_band(loss_axis, epochs, histories, "train/loss", "C3", "train loss")
+        loss_axis.axhline(LN2, color="gray", linestyle="--", linewidth=1, label="ln 2")
+        loss_axis.set(ylabel="BCE loss", title=prefix + "training loss")
+        for axis in row_axes:
+            axis.grid(alpha=0.3)
+    for axis in axes[-1]:
+        axis.set_xlabel("epoch (0: initialization)")
+    axes[0, 0].legend(fontsize="small")
+    axes[0, -1].legend(fontsize="small")
+    members = max(len(histories) for histories in runs.values())
+    if members > 1:
+        figure.suptitle(f"median and min–max over {members} seeds")
     return save_figure(figure, path)
+
+
+def _median_band(axis, epochs, histories, key: str, color, label: str) -> None:
+    """The members' median of `key` against epoch, and their min–max as a band."""
+    values = np.array([[row[key] for row in history] for history in histories], np.float64)
+    axis.plot(epochs, np.median(values, axis=0), color=color, label=label)
+    if len(values) > 1:
+        axis.fill_between(epochs, values.min(axis=0), values.max(axis=0), color=color,
+                          alpha=0.2, linewidth=0)
 
 
 def plot_decision_boundary(
@@ -115,3 +162,29 @@ def save_figure(figure, path: Path) -> Path:
     figure.savefig(path, dpi=100)
     plt.close(figure)
     return path
+
+
+def plot_learning_slowdown(
+    curves: dict[str, dict[str, Sequence[float]]], path: Path, title: str = ""
+) -> Path:
+    """Nielsen's learning slowdown: the cost (log scale) and the output a against the epoch, one
+    line per run; a run labelled "cross-entropy ..." solid, any other dashed.
+
+    Args:
+      curves: label -> {"cost": (epochs + 1,), "output": (epochs + 1,)}, epoch 0 first.
+      title: above both panels.
+    """
+    figure, (cost_axis, output_axis) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for label, run in curves.items():
+        style = "-" if label.startswith("cross-entropy") else "--"
+        epochs = np.arange(len(run["cost"]))
+        (line,) = cost_axis.plot(epochs, run["cost"], style, label=label)
+        output_axis.plot(epochs, run["output"], style, color=line.get_color(), label=label)
+    cost_axis.set(xlabel="epoch", ylabel="cost C", yscale="log", title="cost")
+    output_axis.set(xlabel="epoch", ylabel="output a = σ(wx + b)", ylim=(0, 1), title="output")
+    for axis in (cost_axis, output_axis):
+        axis.grid(alpha=0.3)
+    output_axis.legend(fontsize=8)
+    if title:
+        figure.suptitle(title)
+    return save_figure(figure, path)

@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import PartitionSpec as P
 
 from deltaprop import packed
 from deltaprop.diagnostics import progress_metrics
@@ -36,10 +37,12 @@ from deltaprop.population import (
     Member,
     MemberLayout,
     init_members,
+    injected_values,
     member_keys,
-    with_learning_rates,
+    with_hyperparameters,
 )
 from deltaprop.precision import Precision
+from deltaprop.run import parallel
 from deltaprop.training import TrainState, init_train_state, make_train_epoch, value_and_grad_fn
 
 SWEEP_ENGINES = MemberLayout.values()  # sweep.engine; a single run uses "single"
@@ -60,6 +63,8 @@ class EngineSpec:
     limit_batches: int = 0  # trainer.limit_batches
     loss: str = "bce"  # loss: the trained (and reported) cost
     activation: str = "sigmoid"  # model.activation: φ of the hidden layers
+    member_chunk: int = 0  # sweep.member_chunk: packed members per chunk; 0: packed.member_chunk
+    member_mesh: jax.sharding.Mesh | None = None  # sweep.shard_members: members across devices
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,7 @@ class Engine:
     keep: Callable[[jax.Array, TrainState, TrainState], TrainState]
     member_params: Callable[[Any], Any]
     epoch_fn: Callable  # the pure epoch, unjitted: trainer.debug_nans re-runs it op by op
+    member_axis_of: Callable[[Any], int | None]  # each state leaf's member axis (None: shared)
 
 
 def make_engine(name: str, spec: EngineSpec) -> Engine:
@@ -129,37 +135,61 @@ def _single(spec: EngineSpec) -> Engine:
     epoch_fn = make_train_epoch(optimizer, value_and_grad, spec.batch_size, spec.batch_sharding,
                                 limit_batches=spec.limit_batches)
 
-    @jax.jit  # the seed and lr are arguments: one program for every single run of this shape
-    def build(seed, learning_rate):
+    @jax.jit  # seed and hyperparameters are arguments: one program for every run of this shape
+    def build(seed, init_scale, injected):
         init_key, data_key = member_keys(seed)
-        params = init_params(init_key, spec.sizes, spec.init, dtype)
+        params = init_params(init_key, spec.sizes, spec.init, dtype, init_scale)
         state = init_train_state(params, optimizer, data_key)
-        return state._replace(opt_state=with_learning_rates(state.opt_state, learning_rate))
+        return state._replace(opt_state=with_hyperparameters(state.opt_state, injected))
 
     no_member_axis = lambda leaf: None
     add_axis = lambda params: jax.tree.map(lambda leaf: leaf[None], params)
     return Engine(
-        lambda: build(member.seed, member.lr),
+        lambda: build(member.seed, member.init_scale,
+                      {name: values[0] for name, values in injected_values([member]).items()}),
         jax.jit(_with_finite(epoch_fn, no_member_axis, True)),
-        _evaluation(add_axis, spec), _keep(no_member_axis), add_axis, epoch_fn,
+        _evaluation(add_axis, spec), _keep(no_member_axis), add_axis, epoch_fn, no_member_axis,
     )
 
 
 def _stacked_state(spec: EngineSpec, layout: Callable[[Any], Any], vmapped: bool) -> Callable:
     """init() of a sweep engine: members stacked, then put in the engine's layout."""
     seeds = np.asarray([member.seed for member in spec.members])
-    learning_rates = np.asarray([member.lr for member in spec.members])
+    init_scales = np.asarray([member.init_scale for member in spec.members])
 
-    @jax.jit  # seeds and lrs are arguments: one program for every member set of this shape
-    def build(seeds, learning_rates):
-        params, data_keys = init_members(seeds, spec.sizes, spec.init, spec.precision.dtype)
+    @jax.jit  # seeds and hyperparameters are arguments: one program for every member set
+    def build(seeds, init_scales, injected):
+        params, data_keys = init_members(seeds, spec.sizes, spec.init, spec.precision.dtype,
+                                         init_scales)
         if vmapped:
             state = jax.vmap(lambda p, k: init_train_state(p, spec.optimizer, k))(params, data_keys)
         else:
             state = init_train_state(layout(params), spec.optimizer, data_keys)
-        return state._replace(opt_state=with_learning_rates(state.opt_state, learning_rates))
+        return state._replace(opt_state=with_hyperparameters(state.opt_state, injected))
 
-    return lambda: build(seeds, learning_rates)
+    return lambda: build(seeds, init_scales, injected_values(spec.members))
+
+
+def _over_devices(epoch_fn: Callable, mesh, member_axis_of: Callable) -> Callable:
+    """sweep.shard_members: each device runs `epoch_fn` on its own block of members
+    (jax.shard_map); the members are independent, so nothing crosses devices."""
+    if mesh is None:
+        return epoch_fn
+
+    def epoch(state, x_train, y_train):
+        specs = jax.tree.map(lambda leaf: parallel.member_spec(member_axis_of(leaf)), state)
+        return jax.shard_map(
+            epoch_fn, mesh=mesh, in_specs=(specs, P(), P()),
+            out_specs=(specs, P(parallel.MEMBER_AXIS)), check_vma=False,
+        )(state, x_train, y_train)
+
+    return epoch
+
+
+def _local_members(spec: EngineSpec) -> int:
+    """The members each device trains: all, or its block under sweep.shard_members."""
+    devices = 1 if spec.member_mesh is None else spec.member_mesh.devices.size
+    return len(spec.members) // devices
 
 
 def _vmap(spec: EngineSpec) -> Engine:
@@ -171,10 +201,11 @@ def _vmap(spec: EngineSpec) -> Engine:
         in_axes=(0, None, None),
     )
     first_axis = lambda leaf: 0
+    epoch_fn = _over_devices(epoch_fn, spec.member_mesh, first_axis)
     return Engine(
         _stacked_state(spec, lambda params: params, vmapped=True),
         jax.jit(_with_finite(epoch_fn, first_axis)), _evaluation(lambda params: params, spec),
-        _keep(first_axis), lambda params: params, epoch_fn,
+        _keep(first_axis), lambda params: params, epoch_fn, first_axis,
     )
 
 
@@ -187,10 +218,14 @@ def _packed(spec: EngineSpec) -> Engine:
     epoch_fn = make_train_epoch(spec.optimizer, value_and_grad, spec.batch_size,
                                 spec.batch_sharding, packed.MEMBER_MINIBATCHES,
                                 spec.limit_batches)
+    chunk = spec.member_chunk or packed.member_chunk(spec.batch_size, spec.sizes)
+    epoch_fn = packed.in_member_chunks(epoch_fn, _local_members(spec), chunk)
+    epoch_fn = _over_devices(epoch_fn, spec.member_mesh, packed.member_axis_of)
     epoch = jax.jit(
         _with_finite(epoch_fn, packed.member_axis_of), compiler_options=packed.COMPILER_OPTIONS
     )
     return Engine(
         _stacked_state(spec, packed.pack, vmapped=False), epoch,
         _evaluation(packed.unpack, spec), _keep(packed.member_axis_of), packed.unpack, epoch_fn,
+        packed.member_axis_of,
     )

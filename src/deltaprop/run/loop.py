@@ -1,6 +1,7 @@
 """The epoch loop and the recorder: one loop for every run, a single one or a sweep.
 
     state = record.restore_or(engine.init())
+    if record.fresh: record.log(0, None, engine.evaluate(state.params))   # epoch 0: at init
     for epoch in record.epochs():
         new, losses, finite = engine.epoch(state, x, y)      # jitted, pure, every member
         results = engine.evaluate(new.params) if record.evaluate_now(epoch) else None
@@ -51,6 +52,7 @@ from deltaprop.run.setup import (
     GRADCHECK_MAX_PARAMS,
     RunSetup,
     gradcheck_batch,
+    grid_of,
     hydra_job_identity,
     jax_environment,
     member_config,
@@ -92,6 +94,8 @@ def run_epochs(record: Recorder, engine: Engine, state: TrainState) -> TrainStat
     epoch = record.start_epoch
     try:
         with record.progress() as epochs:
+            if record.fresh:  # epoch 0: the initial parameters, evaluated before any training
+                record.log(0, None, jax.device_get(engine.evaluate(state.params, arrays)))
             for epoch in epochs:
                 state = _one_epoch(record, engine, state, epoch, arrays)
     except KeyboardInterrupt:
@@ -310,6 +314,11 @@ class Recorder:
                 log.info(f"profile of epochs {first}-{last}: {trace_dir} "
                          f"(tensorboard --logdir {trace_dir})")
 
+    @property
+    def fresh(self) -> bool:
+        """Nothing trained or recorded yet (not a resume): epoch 0 is still to be evaluated."""
+        return self.start_epoch == 0 and not any(record.history for record in self.records)
+
     def evaluate_now(self, epoch: int) -> bool:
         return epoch % self.trainer.eval_every == 0 or epoch == self.trainer.epochs
 
@@ -389,13 +398,16 @@ class Recorder:
     def _columns(self, results: dict[str, Any]) -> dict[str, np.ndarray]:
         """train/*, val/* and grads/* of every member from one evaluation, each (M,)."""
         splits = self.setup.splits
-        columns = split_metrics(results["train"], splits.y_train, "train")
-        columns |= split_metrics(results["val"], splits.y_val, "val")
+        names = splits.label_names  # several outputs: also train/acc/<name>, val/auc/<name>, ...
+        columns = split_metrics(results["train"], splits.y_train, "train", names)
+        columns |= split_metrics(results["val"], splits.y_val, "val", names)
         return columns | {f"grads/{key}": value for key, value in results["statistics"].items()}
 
-    def log(self, epoch: int, epoch_losses: np.ndarray, results: dict[str, Any]) -> None:
-        """One history row per active member, also to its W&B run."""
-        columns = {"train/epoch_loss": epoch_losses} | self._columns(results)
+    def log(self, epoch: int, epoch_losses: np.ndarray | None, results: dict[str, Any]) -> None:
+        """One history row per active member, also to its W&B run. Epoch 0 (the initial
+        parameters, `epoch_losses` None) has no train/epoch_loss: nothing was trained yet."""
+        columns = {} if epoch_losses is None else {"train/epoch_loss": epoch_losses}
+        columns |= self._columns(results)
         rows = member_rows(columns, {"epoch": epoch})
         self.last_evaluation = (epoch, results)
         for record, logger, row in zip(self.records, self.loggers, rows):
@@ -450,7 +462,8 @@ class Recorder:
             results = last[1]
         else:  # frozen members (evaluated before they were put back), or nothing evaluated here
             results = jax.device_get(self.engine.evaluate(state.params, setup.arrays))
-        tests = member_rows(split_metrics(results["test"], setup.splits.y_test, "test"), {})
+        tests = member_rows(split_metrics(results["test"], setup.splits.y_test, "test",
+                                          setup.splits.label_names), {})
         frozen = member_rows(self._columns(results), {})
         finals = [self._final_row(m, test, now) for m, (test, now) in enumerate(zip(tests, frozen))]
         params = self.engine.member_params(jax.device_get(state.params))
@@ -485,29 +498,41 @@ class Recorder:
 
     def _finish_sweep(self, params, finals: list[dict[str, Any]]) -> dict[str, Any]:
         setup, objective = self.setup, self.cfg.objective
-        summary = aggregate(finals, objective)
+        axes = setup.members[0].swept
+        summary = aggregate(finals, objective, axes)
         if not self.is_main:  # every process returns the result; only process 0 writes
             return summary
-        by_lr, paths = outputs.write_sweep_outputs(
+        by_point, paths = outputs.write_sweep_outputs(
             setup.run_dir, setup.members, [r.history for r in self.records], finals, params,
             summary, self.cfg.logger.plots, splits=setup.splits, model=self._model(),
+            grid=self._grid(),
         )
         for member, final, logger in zip(setup.members, finals, self.loggers):
             logger.summarize(final)
             logger.log_model(paths[f"members/{member.index}"], final)
             logger.finish(1 if final["diverged"] else 0)  # a diverged member's run is failed
         self._summarize_sweep(finals, summary, paths.get("curves"))
-        best = summary.get("sweep/best_lr")
-        title = ("final metrics: no learning rate has a finite mean " + objective if best is None
-                 else f"final metrics of the best lr={best:g} (mean over its finite members)")
+        if "sweep/best_lr" in summary:
+            best = {axis: summary[f"sweep/best_{axis}"] for axis in axes}
+            title = (f"final metrics of the best {outputs.point_label(best, axes)} "
+                     f"(mean over its finite members)")
+        else:
+            what = "learning rate" if tuple(axes) == ("lr",) else "grid point"
+            title = f"final metrics: no {what} has a finite mean {objective}"
         outputs.print_summary(summary, setup.run_dir, self.summary_logger.run_path, title)
-        keys = [key for key in outputs.BY_LR_KEYS if f"{key}/mean" in by_lr[0]]
-        outputs.print_by_lr(by_lr, keys)
+        keys = [key for key in outputs.BY_POINT_KEYS if f"{key}/mean" in by_point[0]]
+        outputs.print_by_point(by_point, keys, axes)
         if self.summary_logger.run_path:
             log.info(f"W&B group {self.group!r}: {len(finals)} member runs and one summary run; "
                   f"upload all with: wandb sync "
                   f"{Path(self.summary_logger.run_path).parent.resolve()}/offline-run-*")
         return summary
+
+    def _grid(self) -> dict[str, Any]:
+        """grid.json: what makes blocks of one sweep (sweep.block) joinable by deltaprop-gather."""
+        return {"block": self.cfg.sweep.block, "grid_members": len(grid_of(self.cfg)),
+                "axes": list(self.setup.members[0].swept), "objective": self.cfg.objective,
+                "settings": resume.run_settings(self.cfg)}
 
     def _summarize_sweep(self, finals, summary, curves_path) -> None:
         logger = self.summary_logger

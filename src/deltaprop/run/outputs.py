@@ -7,14 +7,18 @@ A single run (one member, no sweep axes):
     metrics.jsonl          one line per evaluation
     summary.json           final metrics
     loss_curves.png        train/val loss and accuracy
-    layer_norms.png        per-layer ‖δ_l‖ and ‖∂L/∂W_l‖ over training
+    layer_norms.png        per layer ‖δ_l‖, ‖∂L/∂b_l‖, the RMS of ∂L/∂W_l, and the loss, from epoch 0
     decision_boundary.png  2-D datasets only
     params.safetensors     final parameters, feature names and standardizer (for predict)
 
-A sweep (trainer.num_seeds > 1 or sweep.lr):
-    members.csv, members.json        every member's final metrics (member, seed, lr, diverged, ...)
-    summary.json                     means over finite members, per-lr mean ± std, the objective
-    sweep_curves.png                 mean ± std over seeds of the loss and accuracy, per lr
+A sweep (trainer.num_seeds > 1 or a sweep axis: sweep.lr, weight_decay, momentum, init_scale):
+    members.csv, members.json        every member's final metrics (member, seed, one column per
+                                     axis, diverged, ...)
+    summary.json                     means over the finite members of the best grid point, the
+                                     objective; by_point: every grid point's mean ± std over
+                                     seeds and diverged counts; by_axis: the same per value of
+                                     each swept axis, the other axes pooled
+    sweep_curves.png                 mean ± std over seeds of the loss and accuracy, per point
     members/member_<i>/              metrics.jsonl, summary.json, params.safetensors
 
 All JSON is strict: NaN and ±inf are written as null.
@@ -36,11 +40,11 @@ from deltaprop.io import plots
 from deltaprop.io.data import Splits, preprocessing_metadata
 from deltaprop.io.files import save_params, write_csv, write_json, write_jsonl
 from deltaprop.io.tracking import NullLogger
-from deltaprop.metrics import IDENTITY, metric_keys, summarize_by_lr
+from deltaprop.metrics import IDENTITY, metric_keys, summarize_by_point
 from deltaprop.network import Params, forward
 from deltaprop.population import Member
 
-BY_LR_KEYS = ("val/best_loss", "val/acc", "test/acc")
+BY_POINT_KEYS = ("val/best_loss", "val/acc", "test/acc")
 DECISION_GRID_CHUNK = 8192  # at most this many grid points per forward pass of the plot
 
 log = logging.getLogger(__name__)
@@ -110,7 +114,7 @@ def member_final(member: Member, row: dict[str, float], divergence) -> dict[str,
     return {
         "member": member.index,
         "seed": member.seed,
-        "lr": member.lr,
+        **member.hyperparameters(),
         "diverged": divergence is not None,
         "diverged_epoch": None if divergence is None else divergence.epoch,
         **row,
@@ -127,6 +131,7 @@ def write_sweep_outputs(
     figures: bool = True,
     splits: Splits | None = None,
     model: dict[str, str] | None = None,
+    grid: dict[str, Any] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Path]]:
     """Every member's directory, the member tables, the summary and (if `figures`) the curves.
 
@@ -135,43 +140,66 @@ def write_sweep_outputs(
       summary: metrics.aggregate of `finals`.
       splits: the run's data; their feature names and standardizer go into every member's
         params.safetensors (io.data.preprocessing_metadata), for experiments/predict.py.
+      grid: written as grid.json (the grid's size, axes, objective, settings and this run's
+        sweep.block): what deltaprop-gather checks before it joins blocks.
 
     Returns:
-      (by-lr rows, {"members/<i>": params path[, "curves": the figure]}).
+      (by-point rows, {"members/<i>": params path[, "curves": the figure]}).
     """
     paths = {}
-    for member, history, final in zip(members, histories, finals):
+    for position, (member, history, final) in enumerate(zip(members, histories, finals)):
         directory = run_dir / "members" / f"member_{member.index}"
         directory.mkdir(parents=True, exist_ok=True)
         write_jsonl(directory / "metrics.jsonl", history)
         write_json(directory / "summary.json", final)
-        member_params = [{name: leaf[member.index] for name, leaf in layer.items()}
+        member_params = [{name: leaf[position] for name, leaf in layer.items()}
                          for layer in params]
         paths[f"members/{member.index}"] = save_params(
             member_params, directory / "params.safetensors",
             None if splits is None else preprocessing_metadata(splits) | (model or DEFAULT_MODEL),
         )
-    write_csv(run_dir / "members.csv", finals, [*IDENTITY, *metric_keys(finals)])
-    write_json(run_dir / "members.json", finals)
-    by_lr = summarize_by_lr(finals, [key for key in BY_LR_KEYS if key in metric_keys(finals)])
-    write_json(run_dir / "summary.json", summary | {"by_lr": by_lr})
+    if grid is not None:
+        write_json(run_dir / "grid.json", grid)
+    by_point = write_member_tables(run_dir, finals, summary, members[0].swept)
     if figures:
         curves = _drawn(lambda path: plots.plot_sweep_curves(
-            _curves_by_lr(members, histories, finals), path), run_dir / "sweep_curves.png")
+            _curves_by_point(members, histories, finals), path), run_dir / "sweep_curves.png")
         if curves is not None:
             paths["curves"] = curves
-    return by_lr, paths
+    return by_point, paths
 
 
-def _curves_by_lr(members, histories, finals) -> dict[str, list[list[dict[str, float]]]]:
-    """Per learning rate, the histories of its finite members (diverged ones are only counted)."""
+def write_member_tables(
+    run_dir: Path, finals: list[dict[str, Any]], summary: dict[str, Any], axes: Sequence[str]
+) -> list[dict[str, Any]]:
+    """members.csv, members.json and summary.json (with by_point: every grid point's mean ± std
+    over seeds, and by_axis: the same per value of each axis); returns the by-point rows."""
+    write_csv(run_dir / "members.csv", finals, [*IDENTITY, *metric_keys(finals)])
+    write_json(run_dir / "members.json", finals)
+    keys = [key for key in BY_POINT_KEYS if key in metric_keys(finals)]
+    by_point = summarize_by_point(finals, keys, axes)
+    by_axis = {axis: summarize_by_point(finals, keys, (axis,)) for axis in axes}
+    write_json(run_dir / "summary.json", summary | {"by_point": by_point, "by_axis": by_axis})
+    return by_point
+
+
+def point_label(point: dict[str, Any], axes: Sequence[str]) -> str:
+    """'lr=0.1 weight_decay=0.01': a grid point's values of the swept axes."""
+    return " ".join(f"{axis}={point[axis]:g}" for axis in axes)
+
+
+def _curves_by_point(members, histories, finals) -> dict[str, list[list[dict[str, float]]]]:
+    """Per grid point, the histories of its finite members (diverged ones are only counted)."""
+    axes = members[0].swept
     curves = {}
-    for lr in sorted({member.lr for member in members}):
-        group = [i for i, member in enumerate(members) if member.lr == lr]
+    for row in summarize_by_point(finals, [], axes):
+        group = [i for i, final in enumerate(finals)
+                 if all(final[axis] == row[axis] for axis in axes)]
         finite = [histories[i] for i in group if not finals[i]["diverged"] and histories[i]]
         diverged = len(group) - len(finite)
         if finite:
-            label = f"lr={lr:g} (n={len(finite)}" + (f", {diverged} diverged)" if diverged else ")")
+            label = f"{point_label(row, axes)} (n={len(finite)}" + (
+                f", {diverged} diverged)" if diverged else ")")
             curves[label] = finite
     return curves
 
@@ -189,9 +217,12 @@ def print_summary(
     log.info("\n".join(lines))
 
 
-def print_by_lr(rows: list[dict[str, Any]], keys: Sequence[str]) -> None:
-    """The per-lr table: members, diverged members with their epochs, mean ± std of `keys`."""
-    lines = ["per learning rate (mean ± std over finite seeds):"]
+def print_by_point(
+    rows: list[dict[str, Any]], keys: Sequence[str], axes: Sequence[str] = ("lr",)
+) -> None:
+    """The per-point table: members, diverged members with their epochs, mean ± std of `keys`."""
+    what = "learning rate" if tuple(axes) == ("lr",) else "grid point"
+    lines = [f"per {what} (mean ± std over finite seeds):"]
     number = lambda value: f"{value:.4f}" if math.isfinite(value) else "–"
     for row in rows:
         cells = [f"{key} {number(row[f'{key}/mean'])} ± {number(row[f'{key}/std'])}"
@@ -200,5 +231,6 @@ def print_by_lr(rows: list[dict[str, Any]], keys: Sequence[str]) -> None:
         if row["diverged"]:
             epochs = ", ".join(str(epoch) for epoch in row["diverged_epochs"])
             diverged = f" ({row['diverged']} diverged at epoch {epochs})"
-        lines.append(f"  lr={row['lr']:<10g} n={row['members']:<3d}{diverged} " + "   ".join(cells))
+        lines.append(f"  {point_label(row, axes):<13} n={row['members']:<3d}{diverged} "
+                     + "   ".join(cells))
     log.info("\n".join(lines))

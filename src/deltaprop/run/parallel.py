@@ -54,6 +54,43 @@ def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec())
 
 
+MEMBER_AXIS = "members"
+
+
+def member_mesh() -> Mesh:
+    """sweep.shard_members: a one-axis mesh over every device, along the members."""
+    return Mesh(np.array(jax.devices()), (MEMBER_AXIS,))
+
+
+def member_spec(member_axis: int | None) -> PartitionSpec:
+    """The members' axis split across the mesh; a leaf without one (a shared step count) whole."""
+    if member_axis is None:
+        return PartitionSpec()
+    return PartitionSpec(*([None] * member_axis), MEMBER_AXIS)
+
+
+def shard_members(tree: Any, mesh: Mesh, member_axis_of) -> Any:
+    """Place each leaf's member axis across the mesh: device d holds its block of members."""
+    return jax.tree.map(
+        lambda leaf: jax.device_put(leaf, NamedSharding(mesh, member_spec(member_axis_of(leaf)))),
+        tree)
+
+
+def check_members_divisible(n_members: int, mesh: Mesh) -> None:
+    """Each device trains an equal block of members.
+
+    Raises:
+      ConfigError: naming sweep.shard_members, the member count and the device count.
+    """
+    devices = mesh.devices.size
+    if n_members % devices:
+        raise ConfigError(
+            f"sweep.shard_members=true splits the {n_members} members over {devices} devices in "
+            f"equal blocks: make the member count a multiple of {devices} (trainer.num_seeds "
+            f"times the sweep axes' values)"
+        )
+
+
 def replicate(tree: Any, mesh: Mesh) -> Any:
     """Place every leaf of a pytree (params, optimizer state, keys, data) on all devices.
 

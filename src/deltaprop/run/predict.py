@@ -19,8 +19,10 @@ Written to this invocation's directory (`run_dir`, else Hydra's output directory
     predictions.csv   one row per example, in the data's order: probability_<label> (σ(z_L)) and
                       predicted_<label> (1 when the probability is > 0.5, as accuracy counts it)
                       for every output column
-    metrics.json      only when the data have the labels: predict/loss, predict/acc and (one
-                      output) predict/auc, computed as training computes test/loss, test/acc, ...
+    metrics.json      only when the data have the labels: predict/loss, predict/acc and
+                      predict/auc, computed as training computes test/loss, test/acc, ...; with
+                      several outputs (dataset.label=[a,b,c]) also predict/acc/<label> and
+                      predict/auc/<label> per output, predict/auc their mean
 
 Bad input (no run, no parameters, parameters from before the standardizer was saved, features
 whose names, count or values do not fit) raises an InputError before anything is computed or
@@ -73,8 +75,8 @@ def predict_from_config(cfg: DictConfig) -> dict[str, float]:
     (and metrics.json when the data have labels) to the run directory of this invocation.
 
     Returns:
-      {"predict/loss", "predict/acc"[, "predict/auc"]} when the data have the label column(s),
-      else {}.
+      {"predict/loss", "predict/acc", "predict/auc"[, "predict/acc/<label>", ...]} when the data
+      have the label column(s), else {}.
 
     Raises:
       InputError (PredictError, DataError, ConfigError, UnsafeFileError): before any work.
@@ -91,7 +93,8 @@ def _predict(cfg: DictConfig) -> dict[str, float]:
     check_features(data, features, params_path)
 
     x = standardizer.transform(data.x)  # (N, n_features): the training split's (x − mean) / std
-    probabilities, metrics = _apply(params, x, data.y if data.y.shape[1] else None, **network)
+    probabilities, metrics = _apply(params, x, data.y if data.y.shape[1] else None, labels,
+                                    **network)
 
     out_dir = resolve_run_dir(cfg)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -215,10 +218,10 @@ def _shown(names: Any) -> str:
     return repr(names[:_NAMES_SHOWN])[:-1] + f", ... ({len(names)} in all)]"
 
 
-def _apply(params: Params, x: np.ndarray, y: np.ndarray | None, loss: str = "bce",
-           activation: str = "sigmoid"):
+def _apply(params: Params, x: np.ndarray, y: np.ndarray | None, labels: tuple[str, ...],
+           loss: str = "bce", activation: str = "sigmoid"):
     """(probabilities (N, n_L) float64, metrics) of the model on standardized x, in the dtype of
-    its parameters; metrics {} without labels."""
+    its parameters; metrics {} without labels (several outputs: also per output, by `labels`)."""
     dtype = params[0]["W"].dtype
     scope = float64_scope() if dtype == np.float64 else contextlib.nullcontext()
     with scope:
@@ -233,5 +236,5 @@ def _apply(params: Params, x: np.ndarray, y: np.ndarray | None, loss: str = "bce
         result = jax.device_get(score(device_params, inputs, jnp.asarray(y, dtype)))
     # split_metrics takes a population (member axis first): this model is a population of one.
     columns = split_metrics({key: np.asarray(value)[None] for key, value in result.items()}, y,
-                            METRICS_PREFIX)
+                            METRICS_PREFIX, labels)
     return probabilities, {key: float(value[0]) for key, value in columns.items()}

@@ -40,10 +40,12 @@ SETTINGS = (
     "model.init", "optimizer.lr", "optimizer.momentum", "optimizer.b1", "optimizer.b2",
     "optimizer.weight_decay", "optimizer.schedule", "optimizer.decay_rate",
     "optimizer.warmup_epochs", "trainer.batch_size", "trainer.grad", "trainer.data_parallel",
-    "sweep.lr", "loss", "model.activation",
+    "sweep.lr", "loss", "model.activation", "model.init_scale", "sweep.weight_decay",
+    "sweep.momentum", "sweep.init_scale",
 )
 # What a run saved before a setting existed was trained with (its checkpoint lacks the key).
-SETTING_DEFAULTS = {"loss": "bce", "model.activation": "sigmoid"}
+SETTING_DEFAULTS = {"loss": "bce", "model.activation": "sigmoid", "model.init_scale": 1.0,
+                    "sweep.weight_decay": [], "sweep.momentum": [], "sweep.init_scale": []}
 # Naming one of these accepts other training data (the hash of the data may then differ).
 DATA_SETTINGS = tuple(key for key in SETTINGS if key == "seed" or key.startswith("dataset."))
 
@@ -121,7 +123,8 @@ def _note_schedule_stretch(saved: dict[str, Any], current: dict[str, Any]) -> No
 
 # Settings that live in the restored optimizer state (injected hyperparameters): a change must be
 # written into it; every other setting is rebuilt from the config anyway.
-IN_OPTIMIZER_STATE = ("optimizer.lr", "sweep.lr", "optimizer.weight_decay")
+IN_OPTIMIZER_STATE = ("optimizer.lr", "sweep.lr", "optimizer.weight_decay", "sweep.weight_decay",
+                      "optimizer.momentum", "optimizer.b1", "sweep.momentum")
 
 
 def resume_candidates(resume: str | None, run_dir: Path) -> list[CheckpointRef]:
@@ -173,8 +176,9 @@ def restore_newest(
 
 
 def with_changes(state: Any, fresh: Any, changes: list[dict[str, Any]]) -> Any:
-    """The restored state with the changed settings that live in it (the learning rates and
-    weight decay, injected hyperparameters) taken from `fresh`, the state this config starts."""
+    """The restored state with the changed settings that live in it (the learning rates, weight
+    decay and momentum: injected hyperparameters) taken from `fresh`, the state this config
+    starts."""
     if not any(change["key"] in IN_OPTIMIZER_STATE for change in changes):
         return state
     hyperparams = fresh.opt_state.hyperparams

@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from deltaprop.gradient_check import GradcheckReport, gradcheck
 from deltaprop.io.checkpoints import run_metadata
-from deltaprop.io.config import ConfigError
+from deltaprop.io.config import ConfigError, parse_block
 from deltaprop.io.data import Splits, check_feature_count, load_dataset, split_and_standardize
 from deltaprop.network import Params, init_params
 from deltaprop.population import Member, initial_params, member_grid, member_keys
@@ -38,6 +38,7 @@ from deltaprop.training import (
     init_train_state,
     make_optimizer,
     make_train_epoch,
+    run_momentum,
     value_and_grad_fn,
 )
 
@@ -45,20 +46,21 @@ GRADCHECK_BATCH = 16
 GRADCHECK_MAX_PARAMS = 20_000  # finite differences cost 4 loss evaluations per parameter
 
 
-def objectives(n_outputs: int) -> list[str]:
-    """The metrics a run reports and a Hydra sweeper can optimize (AUC: one output only)."""
+def objectives() -> list[str]:
+    """The metrics a run reports and a Hydra sweeper can optimize (with several outputs,
+    auc is the mean over the outputs)."""
     keys = ["train/epoch_loss", "val/best_loss"]
     keys += [f"{split}/{name}" for split in ("train", "val", "test")
-             for name in ("loss", "acc", "auc") if name != "auc" or n_outputs == 1]
+             for name in ("loss", "acc", "auc")]
     return keys
 
 
-def check_objective(objective: str, n_outputs: int) -> None:
+def check_objective(objective: str) -> None:
     """Raise ConfigError unless the run reports `objective`: a typo is found before training."""
-    if objective not in objectives(n_outputs):
+    if objective not in objectives():
         raise ConfigError(
             f"objective={objective!r} is not a metric this run reports; choose one of: "
-            f"{', '.join(objectives(n_outputs))}"
+            f"{', '.join(objectives())}"
         )
 
 
@@ -88,15 +90,46 @@ def network_sizes(cfg: DictConfig, splits: Splits) -> list[int]:
     return [splits.x_train.shape[1], *cfg.model.hidden, splits.y_train.shape[1]]
 
 
+SWEPT_AXES = ("lr", "weight_decay", "momentum", "init_scale")  # sweep.<axis>: a list each
+
+
 def is_sweep(cfg: DictConfig) -> bool:
-    """trainer.num_seeds > 1 or sweep.lr: members get their own outputs under members/."""
-    return cfg.trainer.num_seeds > 1 or bool(cfg.sweep.lr)
+    """trainer.num_seeds > 1, any sweep axis or a block of a grid: members get their own
+    outputs under members/."""
+    return (cfg.trainer.num_seeds > 1 or any(cfg.sweep[axis] for axis in SWEPT_AXES)
+            or cfg.sweep.block is not None)
 
 
 def members_of(cfg: DictConfig) -> list[Member]:
-    """K = trainer.num_seeds seeds from `seed` × the learning rates sweep.lr (or optimizer.lr)."""
-    learning_rates = [float(lr) for lr in cfg.sweep.lr] or [float(cfg.optimizer.lr)]
-    return member_grid(int(cfg.seed), int(cfg.trainer.num_seeds), learning_rates)
+    """The members this run trains: the grid (`grid_of`), or its block sweep.block."""
+    grid = grid_of(cfg)
+    return grid if cfg.sweep.block is None else block_of(grid, cfg.sweep.block)
+
+
+def grid_of(cfg: DictConfig) -> list[Member]:
+    """K = trainer.num_seeds seeds from `seed` × the product of the sweep's axes, each axis
+    left empty holding the run's own value (optimizer.lr, optimizer.weight_decay, the momentum,
+    model.init_scale)."""
+    sweep, momentum = cfg.sweep, run_momentum(cfg.optimizer)
+    if sweep.momentum and momentum is None:
+        raise ConfigError(f"sweep.momentum={list(sweep.momentum)} needs an optimizer with "
+                          f"momentum (optimizer=momentum or adam, where it is b1), not "
+                          f"optimizer={cfg.optimizer.name}")
+    axes = [[float(value) for value in sweep[axis]] or [default] for axis, default in (
+        ("lr", float(cfg.optimizer.lr)), ("weight_decay", float(cfg.optimizer.weight_decay)),
+        ("momentum", momentum), ("init_scale", float(cfg.model.init_scale)))]
+    return member_grid(int(cfg.seed), int(cfg.trainer.num_seeds), *axes)
+
+
+def block_of(grid: list[Member], block: str) -> list[Member]:
+    """sweep.block="i/n": the i-th of n contiguous, near-equal blocks of the grid; its members
+    keep their indices in the whole grid."""
+    index, count = parse_block(block)
+    if count > len(grid):
+        raise ConfigError(f"sweep.block={block} asks for {count} blocks of a grid of only "
+                          f"{len(grid)} members")
+    start, stop = (len(grid) * index) // count, (len(grid) * (index + 1)) // count
+    return grid[start:stop]
 
 
 def engine_name(cfg: DictConfig) -> str:
@@ -117,11 +150,34 @@ def resolve_run_dir(cfg: DictConfig) -> Path:
 def check_wandb_agent(cfg: DictConfig, n_members: int) -> None:
     """A W&B sweep agent gives its trial one run id (WANDB_RUN_ID): a trial is one member."""
     if os.environ.get("WANDB_SWEEP_ID") and cfg.logger.name == "wandb" and n_members > 1:
+        axes = " and ".join(f"sweep.{axis}={list(cfg.sweep[axis])}" for axis in SWEPT_AXES
+                            if cfg.sweep[axis])
         raise ConfigError(
             f"a W&B sweep agent's trial is one run (WANDB_SWEEP_ID is set), but "
-            f"trainer.num_seeds={cfg.trainer.num_seeds} and sweep.lr={list(cfg.sweep.lr)} make "
-            f"{n_members} members; sweep seeds and learning rates in the W&B sweep file instead"
+            f"trainer.num_seeds={cfg.trainer.num_seeds}{' and ' + axes if axes else ''} make "
+            f"{n_members} members; sweep seeds and hyperparameters in the W&B sweep file instead"
         )
+
+
+def check_shard_members(cfg: DictConfig, n_members: int) -> None:
+    """sweep.shard_members=true: a sweep, one device's worth of members each, one host.
+
+    Raises:
+      ConfigError: naming what cannot be honoured.
+    """
+    if not cfg.sweep.shard_members:
+        return
+    if not is_sweep(cfg):
+        raise ConfigError("sweep.shard_members=true splits a sweep's members over the devices; "
+                          "this run has one member (set trainer.num_seeds or a sweep axis)")
+    if cfg.trainer.data_parallel:
+        raise ConfigError("sweep.shard_members=true and trainer.data_parallel=true both claim "
+                          "the devices: choose one (members split, or every batch split)")
+    if cfg.trainer.distributed:
+        raise ConfigError("sweep.shard_members=true spans one host's devices; across hosts, run "
+                          "blocks of the grid (sweep.block=i/n, one job each) and join them "
+                          "with deltaprop-gather")
+    parallel.check_members_divisible(n_members, parallel.member_mesh())
 
 
 def jax_environment() -> dict[str, Any]:
@@ -169,10 +225,15 @@ def sweep_group(cfg: DictConfig) -> str:
 
 
 def member_config(cfg: DictConfig, member: Member) -> dict[str, Any]:
-    """The config a member's W&B run shows: the run's, with this member's seed and lr."""
+    """The config a member's W&B run shows: the run's, with this member's seed and
+    hyperparameters (the config of the single run it equals)."""
     config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     config["seed"] = member.seed
     config["optimizer"]["lr"] = member.lr
+    config["optimizer"]["weight_decay"] = member.weight_decay
+    if member.momentum is not None:
+        config["optimizer"]["b1" if cfg.optimizer.name == "adam" else "momentum"] = member.momentum
+    config["model"]["init_scale"] = member.init_scale
     config["member"] = member.index
     config["data_seed"] = data_seed(cfg)  # the split is shared by all members
     return config
@@ -208,9 +269,10 @@ class RunSetup:
             mesh = parallel.data_mesh()
             parallel.check_divisible(cfg.trainer.batch_size, n_train, mesh)
         members = members_of(cfg)
+        check_shard_members(cfg, len(members))
         check_wandb_agent(cfg, len(members))
         engine = engine_name(cfg)
-        check_objective(cfg.objective, splits.y_train.shape[1])
+        check_objective(cfg.objective)
         metadata = run_metadata(
             sizes, cfg.dataset.name, splits.feature_names, cfg.optimizer.name,
             precision.name, [m.seed for m in members], [m.lr for m in members], engine,
@@ -277,7 +339,8 @@ def gradcheck_from_config(cfg: DictConfig, params: Params | None = None) -> Grad
         where = (f"after {epochs} epoch{'s' * (epochs != 1)} of training "
                  f"(optimizer={cfg.optimizer.name}, lr={cfg.optimizer.lr}, seed {cfg.seed})")
     else:
-        params = initial_params(int(cfg.seed), sizes, cfg.model.init, jnp.float32)
+        params = initial_params(int(cfg.seed), sizes, cfg.model.init, jnp.float32,
+                                float(cfg.model.init_scale))
         where = f"at initialization (model.init={cfg.model.init}, seed {cfg.seed})"
     x, y = gradcheck_batch(splits)
     heading = [(f"{where}: network {sizes}, loss={cfg.loss}, model.activation="
@@ -310,7 +373,8 @@ def trained_params(cfg: DictConfig, splits: Splits, sizes: list[int], epochs: in
     ))
     with precision_scope(precision.name):
         init_key, data_key = member_keys(int(cfg.seed))
-        params = init_params(init_key, sizes, cfg.model.init, precision.dtype)
+        params = init_params(init_key, sizes, cfg.model.init, precision.dtype,
+                             float(cfg.model.init_scale))
         state = init_train_state(params, optimizer, data_key)
         arrays = cast_splits(splits, precision.dtype)
         for _ in range(epochs):
@@ -350,6 +414,7 @@ def worked_example_inputs(
         )
     sizes = [n_inputs, *cfg.model.hidden, y_all.shape[1]]
     with float64_scope():
-        params = initial_params(int(cfg.seed), sizes, cfg.model.init, jnp.float64)
+        params = initial_params(int(cfg.seed), sizes, cfg.model.init, jnp.float64,
+                                float(cfg.model.init_scale))
         params = jax.tree.map(np.asarray, params)
     return params, x_all[:batch], y_all[:batch]

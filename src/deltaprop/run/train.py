@@ -85,13 +85,19 @@ def _train(cfg: DictConfig) -> dict[str, Any]:
 def _engine(cfg: DictConfig, setup: RunSetup):
     """The engine, and how to place its state (replicated on every device, data parallel)."""
     mesh = setup.mesh
+    member_mesh = parallel.member_mesh() if cfg.sweep.shard_members else None
     spec = EngineSpec(
         members=setup.members, sizes=setup.sizes, init=cfg.model.init,
         precision=setup.precision, optimizer=setup.optimizer, grad=cfg.trainer.grad,
         batch_size=cfg.trainer.batch_size,
         batch_sharding=None if mesh is None else parallel.batch_sharding(mesh),
         limit_batches=cfg.trainer.limit_batches, loss=cfg.loss,
-        activation=cfg.model.activation,
+        activation=cfg.model.activation, member_chunk=cfg.sweep.member_chunk,
+        member_mesh=member_mesh,
     )
+    engine = make_engine(setup.engine, spec)
+    if member_mesh is not None:
+        return engine, lambda state: parallel.shard_members(state, member_mesh,
+                                                            engine.member_axis_of)
     place = (lambda state: state) if mesh is None else (lambda state: parallel.replicate(state, mesh))
-    return make_engine(setup.engine, spec), place
+    return engine, place
