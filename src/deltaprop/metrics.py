@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-# A member's hyperparameters (population.AXES): a grid point of a sweep is one value of each.
-AXES = ("lr", "weight_decay", "momentum", "init_scale")
+from deltaprop.population import AXES  # a member's hyperparameters: a grid point is one of each
+
 # The member's identity in every final row; the rest are metrics.
 IDENTITY = ("member", "seed", *AXES, "diverged", "diverged_epoch")
 

@@ -28,7 +28,7 @@ from deltaprop.io.checkpoints import run_metadata
 from deltaprop.io.config import ConfigError, parse_block
 from deltaprop.io.data import Splits, check_feature_count, load_dataset, split_and_standardize
 from deltaprop.network import Params, init_params
-from deltaprop.population import Member, initial_params, member_grid, member_keys
+from deltaprop.population import AXES, Member, initial_params, member_grid, member_keys
 from deltaprop.precision import Precision, float64_scope, precision_of, precision_scope
 from deltaprop.run import parallel
 from deltaprop.run.resume import data_fingerprint, run_settings
@@ -90,7 +90,7 @@ def network_sizes(cfg: DictConfig, splits: Splits) -> list[int]:
     return [splits.x_train.shape[1], *cfg.model.hidden, splits.y_train.shape[1]]
 
 
-SWEPT_AXES = ("lr", "weight_decay", "momentum", "init_scale")  # sweep.<axis>: a list each
+SWEPT_AXES = AXES  # sweep.<axis>: a list each
 
 
 def is_sweep(cfg: DictConfig) -> bool:
