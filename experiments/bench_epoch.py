@@ -27,7 +27,7 @@ import jax.numpy as jnp
 # benchmarking.py sits beside this script, so its directory (sys.path[0]) finds it.
 from benchmarking import WORKLOADS, make_problem
 
-from deltaprop.io.config import OptimizerConfig
+from deltaprop.settings import OptimizerSettings
 from deltaprop.training import (
     TrainState,
     make_optimizer,
@@ -40,7 +40,7 @@ from deltaprop.training import (
 def programs(problem) -> dict[str, tuple]:
     """{name: (jitted program, its arguments)}; each program runs `problem.epoch_steps` steps."""
     steps = problem.epoch_steps
-    optimizer = make_optimizer(OptimizerConfig(name="sgd", lr=0.1), steps, 1)
+    optimizer = make_optimizer(OptimizerSettings(name="sgd", lr=0.1), steps, 1)
     params = problem.device_params()
     opt_state = jax.jit(optimizer.init)(params)
     x_batch, y_batch = jnp.asarray(problem.x), jnp.asarray(problem.y)

@@ -41,12 +41,12 @@ import jax.numpy as jnp
 import numpy as np
 from hydra import compose, initialize_config_dir
 
-import deltaprop.io.config  # noqa: F401  (registers the structured config schema)
 from deltaprop import packed
 from deltaprop.precision import precision_of
+from deltaprop.run.config import read
 from deltaprop.run.engines import SWEEP_ENGINES, EngineSpec, make_engine
-from deltaprop.run.setup import cast_splits, members_of, network_sizes, prepare_data
-from deltaprop.training import batches_per_epoch, make_optimizer
+from deltaprop.run.setup import cast_splits, members_of, model_of, prepare_data
+from deltaprop.training import batches_per_epoch
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = 16
@@ -56,8 +56,9 @@ STEPS_PER_EPOCH = 16
 
 
 def compose_config(overrides: list[str]):
+    """The settings of `python experiments/train.py <overrides>`."""
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return compose("config", overrides=overrides)
+        return read(compose("config", overrides=overrides))
 
 
 def common_overrides() -> list[str]:
@@ -85,32 +86,32 @@ def timed(function) -> float:
     return time.perf_counter() - start
 
 
-def engine_for(cfg, name, members, sizes, optimizer):
-    return make_engine(name, EngineSpec(
-        members=members, sizes=sizes, init=cfg.model.init, precision=precision_of("float32"),
-        optimizer=optimizer, grad="manual", batch_size=cfg.trainer.batch_size,
-    ))
+def engine_for(settings, name, n_members, model, epochs=EPOCHS, member_chunk=0):
+    """The run's engine for `n_members` members (init it with the members)."""
+    return make_engine(EngineSpec.create(
+        settings.optimizer, STEPS_PER_EPOCH, epochs, layout=name, model=model,
+        precision=precision_of("float32"), grad="manual", batch_size=settings.trainer.batch_size,
+        n_members=n_members, member_chunk=member_chunk))
 
 
 def bench_training(cfg, repeats: int) -> dict[str, list[float]]:
     splits = prepare_data(cfg)
     arrays = cast_splits(splits, jnp.float32)
     x, y = arrays["x_train"], arrays["y_train"]
-    sizes = network_sizes(cfg, splits)
+    model = model_of(cfg, splits)
     members = members_of(cfg)
-    optimizer = make_optimizer(cfg.optimizer, STEPS_PER_EPOCH, EPOCHS)
 
     # sequential: each member as the single run it equals, minus evaluation and I/O; one
     # program, compiled once (the member's lr lives in its optimizer state)
-    singles = [engine_for(cfg, "single", [member], sizes, optimizer) for member in members]
-    single = all_epochs(singles[0].epoch_fn, packed.COMPILER_OPTIONS)
-    single_states = [engine.init() for engine in singles]
+    single_engine = engine_for(cfg, "single", 1, model)
+    single = all_epochs(single_engine.epoch_fn, packed.COMPILER_OPTIONS)
+    single_states = [single_engine.init([member]) for member in members]
 
     programs = {}
     for name in SWEEP_ENGINES:
-        engine = engine_for(cfg, name, members, sizes, optimizer)
+        engine = engine_for(cfg, name, len(members), model)
         options = packed.COMPILER_OPTIONS if name == "packed" else None
-        programs[name] = (all_epochs(engine.epoch_fn, options), engine.init(), engine)
+        programs[name] = (all_epochs(engine.epoch_fn, options), engine.init(members), engine)
 
     def run_sequential():
         return [single(state, x, y) for state in single_states]
@@ -175,9 +176,8 @@ def profile_packed_epoch(cfg, epochs: int = 5) -> None:
     splits = prepare_data(cfg)
     arrays = cast_splits(splits, jnp.float32)
     members = members_of(cfg)
-    optimizer = make_optimizer(cfg.optimizer, STEPS_PER_EPOCH, EPOCHS)
-    engine = engine_for(cfg, "packed", members, network_sizes(cfg, splits), optimizer)
-    state = engine.init()
+    engine = engine_for(cfg, "packed", len(members), model_of(cfg, splits))
+    state = engine.init(members)
     options = {"xla_cpu_enable_xprof_traceme": True, **packed.COMPILER_OPTIONS}
     epoch = jax.jit(engine.epoch_fn, compiler_options=options)
     state = jax.block_until_ready(epoch(state, arrays["x_train"], arrays["y_train"])[0])
@@ -217,12 +217,11 @@ def bench_scaling(member_counts: list[int], epochs: int, repeats: int) -> dict:
     splits = prepare_data(base)
     arrays = cast_splits(splits, jnp.float32)
     x, y = arrays["x_train"], arrays["y_train"]
-    sizes = network_sizes(base, splits)
-    batch = base.trainer.batch_size
+    model = model_of(base, splits)
+    sizes, batch = model.sizes, base.trainer.batch_size
     flops_per_member_step = benchmarking.counted_flops(sizes, batch)
     ceiling = benchmarking.measure(benchmarking.ceiling_runner(2048, jnp.float32), 5, 0.5)
     ceiling_gflops = 2 * 2048**3 / ceiling.median / 1e9
-    optimizer = make_optimizer(base.optimizer, STEPS_PER_EPOCH, epochs)
     program = lambda epoch_fn, options=None: jax.jit(lambda s, x, y: jax.lax.scan(
         lambda s, _: (epoch_fn(s, x, y)[0], None), s, None, epochs)[0],
         compiler_options=options)
@@ -232,16 +231,13 @@ def bench_scaling(member_counts: list[int], epochs: int, repeats: int) -> dict:
                                              f"trainer.num_seeds={n_members}"]))
         rates = {}
         for name, (engine_name, chunk) in SCALING_LAYOUTS.items():
-            engine = make_engine(engine_name, EngineSpec(
-                members=members, sizes=sizes, init=base.model.init,
-                precision=precision_of("float32"), optimizer=optimizer, grad="manual",
-                batch_size=batch, member_chunk=chunk))
-            run = partial(program(engine.epoch_fn, packed.COMPILER_OPTIONS), engine.init(), x, y)
+            engine = engine_for(base, engine_name, len(members), model, epochs, chunk)
+            run = partial(program(engine.epoch_fn, packed.COMPILER_OPTIONS),
+                          engine.init(members), x, y)
             rates[name] = n_members * STEPS_PER_EPOCH * epochs / fastest(run, repeats)
-        singles = [engine_for(base, "single", [member], sizes, optimizer)
-                   for member in members[:8]]
-        one = partial(program(singles[0].epoch_fn, packed.COMPILER_OPTIONS), x=x, y=y)
-        states = [engine.init() for engine in singles]
+        single = engine_for(base, "single", 1, model, epochs)
+        one = partial(program(single.epoch_fn, packed.COMPILER_OPTIONS), x=x, y=y)
+        states = [single.init([member]) for member in members[:8]]
         run = partial(lambda one, states: [one(state) for state in states], one, states)
         rates["sequential"] = len(states) * STEPS_PER_EPOCH * epochs / fastest(run, repeats)
         row = {"members": n_members, "member_chunk": packed.member_chunk(batch, sizes),

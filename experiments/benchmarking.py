@@ -57,7 +57,7 @@ from peers import (  # beside this file: the peer runners and the shared types
     peer_runner,
 )
 
-from deltaprop.io.config import OptimizerConfig
+from deltaprop.settings import OptimizerSettings
 from deltaprop.training import (
     TrainState,
     make_optimizer,
@@ -249,9 +249,9 @@ def deltaprop_runners(
     Both use deltaprop's own pieces: make_optimizer (sgd), value_and_grad_fn, make_train_step and
     make_train_epoch, jitted with the state donated, as a training run would.
     """
-    optimizer = make_optimizer(OptimizerConfig(name="sgd", lr=LEARNING_RATE),
+    optimizer = make_optimizer(OptimizerSettings(name="sgd", lr=LEARNING_RATE),
                                problem.epoch_steps, 1)
-    value_and_grad = value_and_grad_fn(grad, matmul_dtype)
+    value_and_grad = value_and_grad_fn(grad, matmul_dtype=matmul_dtype)
     x_batch, y_batch = jnp.asarray(problem.x), jnp.asarray(problem.y)
     x_train, y_train = jnp.asarray(problem.x_train), jnp.asarray(problem.y_train)
     init_optimizer = jax.jit(optimizer.init)

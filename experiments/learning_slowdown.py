@@ -13,10 +13,7 @@ curve) to the run directory. Exit codes: 0 done, 2 bad input.
 
 from pathlib import Path
 
-from deltaprop.cli import hydra_app
-from deltaprop.teaching.learning_slowdown import learning_slowdown_command
+from deltaprop.cli import learning_slowdown
 
 if __name__ == "__main__":
-    hydra_app(learning_slowdown_command, "learning_slowdown")(
-        config_path=str(Path(__file__).resolve().parents[1] / "conf")
-    )
+    learning_slowdown(config_path=str(Path(__file__).resolve().parents[1] / "conf"))

@@ -10,10 +10,7 @@ each network's last/first hidden-layer ratio. Exit codes: 0 done, 2 bad input.
 
 from pathlib import Path
 
-from deltaprop.cli import hydra_app
-from deltaprop.teaching.speed_of_learning import speed_of_learning_command
+from deltaprop.cli import speed_of_learning
 
 if __name__ == "__main__":
-    hydra_app(speed_of_learning_command, "speed_of_learning")(
-        config_path=str(Path(__file__).resolve().parents[1] / "conf")
-    )
+    speed_of_learning(config_path=str(Path(__file__).resolve().parents[1] / "conf"))

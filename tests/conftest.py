@@ -41,7 +41,7 @@ import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 
-import deltaprop.io.config  # noqa: F401  (registers the structured config schema)
+import deltaprop.run.config  # noqa: F401  (registers the structured config schema)
 from deltaprop.io.console import console_output
 from deltaprop.io.files import load_params
 from deltaprop.io.tracking import NullLogger
@@ -148,7 +148,7 @@ class RecordingLogger(NullLogger):
 @pytest.fixture
 def recorded_runs(monkeypatch):
     """Every W&B run the next training runs open, in order of opening."""
-    import deltaprop.run.loop
+    import deltaprop.run.tracker
 
     runs: list[RecordingLogger] = []
 
@@ -156,7 +156,7 @@ def recorded_runs(monkeypatch):
         runs.append(RecordingLogger(*args, **kwargs))
         return runs[-1]
 
-    monkeypatch.setattr(deltaprop.run.loop, "make_logger", make_logger)
+    monkeypatch.setattr(deltaprop.run.tracker, "make_logger", make_logger)
     return runs
 
 

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from conftest import compose_config
 
-from deltaprop.run.setup import worked_example_inputs
+from deltaprop.cli.teaching import worked_example_inputs
+from deltaprop.run.config import read
 from deltaprop.teaching.arithmetic import (
     Difference,
     Equation,
@@ -64,7 +65,7 @@ def all_equations(example) -> list[Equation]:
 def by_hand(request):
     """The by-hand experiment's worked example on the first row, or all four, of XOR."""
     cfg = compose_config("experiment=worked_example_by_hand")
-    params, x, y = worked_example_inputs(cfg, request.param)
+    params, x, y = worked_example_inputs(read(cfg), request.param)
     return worked_example(params, x, y, cfg.optimizer.lr)
 
 

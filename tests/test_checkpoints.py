@@ -34,8 +34,10 @@ def test_metadata_names_the_run(make_cfg, tmp_path):
     assert metadata["sizes"] == [2, 4, 1]
     assert metadata["dataset"] == "moons" and metadata["n_features"] == 2
     assert metadata["optimizer"] == "sgd" and metadata["precision"] == "float32"
-    assert metadata["seeds"] == [0] and metadata["learning_rates"] == [1.0]
-    assert metadata["engine"] == "single"
+    assert metadata["members"] == [{"index": 0, "seed": 0, "lr": 1.0, "weight_decay": 0.0,
+                                    "momentum": None, "init_scale": 1.0}]
+    assert metadata["engine"] == "single" and len(metadata["digest"]) == 64
+    assert metadata["settings"]["trainer.epochs"] == 5 and len(metadata["data"]) == 64
 
 
 # ---------------------------------------------------------------- refusals

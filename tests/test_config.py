@@ -8,8 +8,8 @@ import pytest
 from conftest import compose_config
 from hydra.errors import ConfigCompositionException
 
-from deltaprop.errors import InputError
-from deltaprop.io.config import ConfigError, validate_config
+from deltaprop.errors import ConfigError, InputError
+from deltaprop.run.config import read
 
 CONF_DIR = Path(__file__).parents[1] / "conf"
 GROUPS = ("model", "dataset", "optimizer", "trainer", "logger", "experiment")
@@ -36,7 +36,7 @@ def test_every_option_composes_and_validates(group, option, tmp_path):
     if group == "dataset" and option == "csv":
         overrides.append(f"dataset.path={tmp_path / 'data.csv'}")
     cfg = compose_config(*overrides)
-    validate_config(cfg)
+    read(cfg)
     if group == "dataset":
         assert cfg.dataset.name == option
     if group == "optimizer":
@@ -50,7 +50,7 @@ def test_every_option_composes_and_validates(group, option, tmp_path):
 
 def test_defaults_compose_and_validate():
     cfg = compose_config()
-    validate_config(cfg)
+    read(cfg)
     assert cfg.dataset.name == "moons"
     assert cfg.logger.name == "wandb"
     assert cfg.logger.mode == "offline"
@@ -109,14 +109,14 @@ def test_unknown_key_fails_at_compose_time(override, key):
 def test_validate_config_rejects_bad_values(overrides, key, value):
     cfg = compose_config(*overrides)  # composes: Hydra checks types, not ranges
     with pytest.raises(ConfigError) as caught:
-        validate_config(cfg)
+        read(cfg)
     message = str(caught.value)
     assert message.startswith((f"{key}={value}", f"{key} {value}")), message
     assert isinstance(caught.value, InputError)  # the CLI turns it into exit code 2
 
 
 def test_the_boundaries_of_each_range_are_accepted():
-    validate_config(compose_config("optimizer.momentum=0", "optimizer.decay_rate=1",
+    read(compose_config("optimizer.momentum=0", "optimizer.decay_rate=1",
                                    "optimizer.warmup_epochs=199", "seed=4294967295"))
 
 
@@ -145,7 +145,7 @@ def test_loss_and_activation_choices_compose_and_default_to_bce_and_sigmoid():
     cfg = compose_config()
     assert (cfg.loss, cfg.model.activation) == ("bce", "sigmoid")
     cfg = compose_config("loss=mse", "model.activation=tanh")
-    validate_config(cfg)
+    read(cfg)
     assert (cfg.loss, cfg.model.activation) == ("mse", "tanh")
     for override, choices in (("loss=l2", "[bce, mse]"),
                               ("model.activation=gelu", "[sigmoid, tanh, relu]")):

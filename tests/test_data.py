@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import re
 import warnings
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
-from deltaprop.io.config import DatasetConfig
+from deltaprop.errors import ConfigError
 from deltaprop.io.data import (
     DataError,
     Dataset,
@@ -18,6 +19,7 @@ from deltaprop.io.data import (
     split_and_standardize,
     validate_dataset,
 )
+from deltaprop.settings import DatasetSettings as DatasetConfig
 
 SYNTHETIC = ("moons", "circles", "xor", "spirals", "blobs")
 
@@ -97,6 +99,7 @@ def test_digits_train_end_to_end_well_above_chance(make_cfg, tmp_path):
     over the ten (val/auc, test/auc)."""
     from deltaprop.io.files import load_params
     from deltaprop.network import predict_proba
+    from deltaprop.run.config import read
     from deltaprop.run.setup import prepare_data
     from deltaprop.run.train import train
 
@@ -107,14 +110,16 @@ def test_digits_train_end_to_end_well_above_chance(make_cfg, tmp_path):
     per_digit = [final[f"val/auc/digit_{k}"] for k in range(10)]
     assert final["val/auc"] == pytest.approx(np.mean(per_digit), rel=1e-12)
     params = load_params(tmp_path / "params.safetensors")
-    splits = prepare_data(cfg)
+    splits = prepare_data(read(cfg))
     predicted = np.asarray(predict_proba(params, splits.x_test)).argmax(axis=1)
     assert np.mean(predicted == splits.y_test.argmax(axis=1)) > 0.8
 
 
 def test_unknown_name():
+    with pytest.raises(ConfigError, match="name='mnist' must be one of moons, circles"):
+        make_config(name="mnist")
     with pytest.raises(DataError, match="dataset.name='mnist' is unknown"):
-        load_dataset(make_config(name="mnist"), seed=0)
+        load_dataset(SimpleNamespace(name="mnist"), seed=0)
 
 
 # ---------------------------------------------------------------- CSV

@@ -95,14 +95,14 @@ def test_wandb_runs_get_the_device_and_system_metrics(make_cfg, recorded_runs, s
 
 def test_limit_batches_reaches_every_engine(make_cfg):
     """Member 0 of a packed sweep equals the single run with the same limit, not the full one."""
+    from deltaprop.run.config import read
+    from deltaprop.run.engines import make_engine
     from deltaprop.run.setup import RunSetup
-    from deltaprop.run.train import _engine
 
     def first_epoch(*overrides):
-        cfg = make_cfg("trainer.precision=float64", *overrides)
-        setup = RunSetup.from_config(cfg)
-        engine, _ = _engine(cfg, setup)
-        state, _, _ = engine.epoch(engine.init(), setup.arrays["x_train"],
+        setup = RunSetup.create(read(make_cfg("trainer.precision=float64", *overrides)).training())
+        engine = make_engine(setup.engine)
+        state, _, _ = engine.epoch(engine.init(setup.members), setup.arrays["x_train"],
                                    setup.arrays["y_train"])
         params = engine.member_params(jax.device_get(state.params))
         return np.concatenate([np.asarray(leaf)[0].ravel() for leaf in jax.tree.leaves(params)])

@@ -20,6 +20,7 @@ from deltaprop.diagnostics import (
     progress_metrics,
 )
 from deltaprop.losses import loss_fn
+from deltaprop.model import Model
 
 SIZES = [3, 5, 4, 1]  # layers 2 and 3 hidden, layer 4 the output
 statistics_of = jax.jit(layer_statistics)
@@ -157,16 +158,15 @@ def test_progress_metrics_is_one_program_of_evaluate_and_statistics():
 
 def test_evaluate_reports_the_configured_cost_and_relu_saturation_counts_dead_units():
     params, x, y = draw_problem(1, SIZES, 20, as_numpy=True)
-    result = jax.jit(evaluate, static_argnames=("loss", "activation"))(
-        params, x, y, loss="mse", activation="relu"
-    )
+    model = Model.named(SIZES, "mse", "relu")
+    result = jax.jit(evaluate, static_argnames="model")(params, x, y, model=model)
     probabilities = np.asarray(result["probabilities"])
     np.testing.assert_allclose(result["loss"], np.mean(0.5 * (probabilities - y) ** 2),
                                rtol=1e-13)
     np.testing.assert_allclose(
         result["loss"], loss_fn(params, x, y, loss="mse", activation="relu"), rtol=1e-13
     )
-    stats = layer_statistics(params, x, y, loss="mse", activation="relu")
+    stats = layer_statistics(params, x, y, model)
     trace = backprop_trace(params, x, y, loss="mse", activation="relu")
     dead = float(np.mean(np.asarray(trace.pre_activations[0]) <= 0))
     assert 0 < dead < 1

@@ -155,11 +155,12 @@ def test_one_notation_two_deltas_and_the_index_map(doc):
 
 @pytest.fixture(scope="module")
 def by_hand_example():
-    from deltaprop.run.setup import worked_example_inputs
+    from deltaprop.cli.teaching import worked_example_inputs
+    from deltaprop.run.config import read
     from deltaprop.teaching.worked_example import worked_example
 
     cfg = compose_config("experiment=worked_example_by_hand")
-    params, x, y = worked_example_inputs(cfg, cfg.worked_example.batch)
+    params, x, y = worked_example_inputs(read(cfg), cfg.worked_example.batch)
     return worked_example(params, x, y, cfg.optimizer.lr)
 
 

@@ -11,22 +11,25 @@ import numpy as np
 import pytest
 from conftest import compose_config
 
+from deltaprop.model import Model
 from deltaprop.population import member_grid
 from deltaprop.precision import precision_of
+from deltaprop.run.config import read
 from deltaprop.run.engines import SWEEP_ENGINES, EngineSpec, make_engine
-from deltaprop.training import make_optimizer
 
-SIZES = [2, 5, 1]
+SIZES = (2, 5, 1)
 
 
-def spec_for(members, optimizer="adam", batch_size=10, steps_per_epoch=4, **model):
-    """`model`: loss= and activation= (EngineSpec's defaults: bce, sigmoid)."""
-    cfg = compose_config(f"optimizer={optimizer}")
-    return EngineSpec(
-        members=members, sizes=SIZES, init="xavier", precision=precision_of("float64"),
-        optimizer=make_optimizer(cfg.optimizer, steps_per_epoch, epochs=2), grad="manual",
-        batch_size=batch_size, **model,
-    )
+def spec_for(layout, members, optimizer="adam", batch_size=10, steps_per_epoch=4, **model):
+    """The spec of engine `layout` for `members`; `model`: loss= and activation= names."""
+    return EngineSpec.create(
+        read(compose_config(f"optimizer={optimizer}")).optimizer, steps_per_epoch, 2,
+        layout=layout, model=Model.named(SIZES, **model), precision=precision_of("float64"),
+        grad="manual", batch_size=batch_size, n_members=len(members))
+
+
+def engine_for(layout, members, **options):
+    return make_engine(spec_for(layout, members, **options))
 
 
 def data(n=40, seed=4):
@@ -34,8 +37,8 @@ def data(n=40, seed=4):
     return x, (x[:, :1] * x[:, 1:] > 0).astype(jnp.float64)
 
 
-def two_epochs(engine, x, y):
-    state = engine.init()
+def two_epochs(engine, members, x, y):
+    state = engine.init(members)
     for _ in range(2):
         state, losses, finite = engine.epoch(state, x, y)
     return state, losses, finite
@@ -52,15 +55,15 @@ def test_every_engine_trains_each_member_as_its_single_run():
     x, y = data()
     results = {}
     for name in SWEEP_ENGINES:
-        engine = make_engine(name, spec_for(members))
-        state, losses, finite = two_epochs(engine, x, y)
+        engine = engine_for(name, members)
+        state, losses, finite = two_epochs(engine, members, x, y)
         assert losses.shape == (4,) and finite.tolist() == [True] * 4  # mean loss per member
         assert engine.epoch._cache_size() == 1  # the second epoch did not recompile
         results[name] = (engine.member_params(state.params), losses)
     assert max_difference(results["packed"], results["vmap"]) < 1e-13
     for member in members:
-        single = make_engine("single", spec_for([member]))
-        state, losses, _ = two_epochs(single, x, y)
+        single = engine_for("single", [member])
+        state, losses, _ = two_epochs(single, [member], x, y)
         params = jax.tree.map(lambda leaf: leaf[0], single.member_params(state.params))
         index = member.index
         member_params = jax.tree.map(lambda leaf, i=index: leaf[i], results["packed"][0])
@@ -75,9 +78,9 @@ def test_every_engine_trains_each_member_as_its_single_run():
 @pytest.mark.parametrize("name", SWEEP_ENGINES)
 def test_a_non_finite_member_is_flagged_and_keep_freezes_it(name):
     members = member_grid(0, 1, [0.1, float("inf"), 0.3])  # member 1: θ − ∞·g
-    engine = make_engine(name, spec_for(members, optimizer="sgd"))
+    engine = engine_for(name, members, optimizer="sgd")
     x, y = data()
-    start = engine.init()
+    start = engine.init(members)
     new, _, finite = engine.epoch(start, x, y)
     assert finite.tolist() == [True, False, True]
     kept = engine.keep(jnp.asarray(finite), new, start)
@@ -93,9 +96,9 @@ def test_a_non_finite_member_is_flagged_and_keep_freezes_it(name):
 
 def test_unknown_engine_and_a_crowded_single_engine_are_refused():
     with pytest.raises(ValueError, match="engine 'blocked' must be one of single, packed, vmap"):
-        make_engine("blocked", spec_for(member_grid(0, 1, [0.1])))
+        engine_for("blocked", member_grid(0, 1, [0.1]))
     with pytest.raises(ValueError, match="the single engine trains one member, not 2"):
-        make_engine("single", spec_for(member_grid(0, 2, [0.1])))
+        engine_for("single", member_grid(0, 2, [0.1]))
 
 
 @pytest.mark.parametrize(("loss", "activation"), [
@@ -109,11 +112,11 @@ def test_sweep_engines_train_each_member_as_its_single_run_for_a_cost_and_activa
     model = {"loss": loss, "activation": activation}
     singles = []
     for member in members:
-        state, losses, _ = two_epochs(make_engine("single", spec_for([member], **model)), x, y)
+        state, losses, _ = two_epochs(engine_for("single", [member], **model), [member], x, y)
         singles.append((state.params, losses[0]))
     for name in SWEEP_ENGINES:
-        engine = make_engine(name, spec_for(members, **model))
-        state, losses, finite = two_epochs(engine, x, y)
+        engine = engine_for(name, members, **model)
+        state, losses, finite = two_epochs(engine, members, x, y)
         assert finite.tolist() == [True, True]
         params = engine.member_params(state.params)
         for member, (single_params, single_loss) in zip(members, singles, strict=True):
@@ -126,7 +129,7 @@ def test_sweep_engines_train_each_member_as_its_single_run_for_a_cost_and_activa
         assert evaluated["val"]["loss"].shape == (2,)
     # the cost changes the training: bce and mse runs end apart
     other = {"loss": "bce" if loss == "mse" else "mse", "activation": activation}
-    state, _, _ = two_epochs(make_engine("single", spec_for(members[:1], **other)), x, y)
+    state, _, _ = two_epochs(engine_for("single", members[:1], **other), members[:1], x, y)
     assert max_difference(state.params, singles[0][0]) > 1e-4
 
 
@@ -138,13 +141,13 @@ def test_every_axis_of_the_grid_reaches_its_member_and_chunks_change_nothing():
     x, y = data()
     results = {}
     for name, chunk in (("packed", 3), ("vmap", 0)):
-        engine = make_engine(name, dataclasses.replace(spec_for(members), member_chunk=chunk))
-        state, losses, finite = two_epochs(engine, x, y)
+        engine = make_engine(dataclasses.replace(spec_for(name, members), member_chunk=chunk))
+        state, losses, finite = two_epochs(engine, members, x, y)
         assert finite.tolist() == [True] * 8 and losses.shape == (8,)
         results[name] = (engine.member_params(state.params), losses)
     assert max_difference(results["packed"], results["vmap"]) < 1e-13
     for member in (members[0], members[3], members[5], members[6]):
-        state, losses, _ = two_epochs(make_engine("single", spec_for([member])), x, y)
+        state, losses, _ = two_epochs(engine_for("single", [member]), [member], x, y)
         member_params = jax.tree.map(lambda leaf, i=member.index: leaf[i], results["packed"][0])
         assert max_difference(state.params, member_params) < 1e-13, member
         np.testing.assert_allclose(losses[0], results["packed"][1][member.index], rtol=1e-12)

@@ -9,6 +9,7 @@ import json
 import os
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,6 +20,7 @@ import numpy as np
 import pytest
 from conftest import EXPERIMENTS, assert_same_params, cli_env
 
+from deltaprop.errors import ConfigError
 from deltaprop.io import checkpoints
 from deltaprop.io.checkpoints import CheckpointError, CheckpointMismatch, CheckpointRef
 from deltaprop.io.files import load_params
@@ -73,16 +75,24 @@ def test_repeated_sigkills_during_saves_then_resume_are_bit_identical(tmp_path):
 
 
 def damage(step_dir: Path, how: str) -> None:
+    """missing: every state file gone; corrupt: every one garbage; flipped: one bit of one
+    byte in the middle of each data file the step's OCDBT manifest reads (state/d/*): most such
+    flips read back fine as other numbers, which only the digest can tell."""
     files = sorted(path for path in (step_dir / "state").rglob("*") if path.is_file())
     if how == "missing":
         for path in files:
             path.unlink()
-    else:
+    elif how == "corrupt":
         for path in files:
             path.write_bytes(b"\x00garbage" * 3)
+    else:
+        for path in sorted((step_dir / "state" / "d").iterdir()):
+            data = bytearray(path.read_bytes())
+            data[len(data) // 2] ^= 0x10
+            path.write_bytes(bytes(data))
 
 
-@pytest.mark.parametrize("how", ["missing", "corrupt"])
+@pytest.mark.parametrize("how", ["missing", "corrupt", "flipped"])
 def test_a_damaged_latest_checkpoint_is_skipped_and_set_aside(make_cfg, tmp_path, capsys, how):
     train(make_cfg("trainer.epochs=4", *SAVE_EVERY_EPOCH, run_dir=tmp_path / "reference"))
     run_dir = tmp_path / "run"
@@ -94,6 +104,7 @@ def test_a_damaged_latest_checkpoint_is_skipped_and_set_aside(make_cfg, tmp_path
 
     out = capsys.readouterr().out
     assert f"note: skipping checkpoint {run_dir / 'checkpoints' / '4'}: " in out
+    assert f"note: checkpoint {run_dir / 'checkpoints' / '4'} failed verification; kept as" in out
     assert f"resuming from {run_dir / 'checkpoints' / '3'} (epoch 3 of 4)" in out
     assert (run_dir / "checkpoints" / "4.unusable" / "state").is_dir()  # kept, not deleted
     assert checkpoints.complete_steps(run_dir / "checkpoints") == [1, 2, 3, 4]  # 4 written anew
@@ -121,6 +132,122 @@ def test_a_step_without_orbax_commit_marker_is_still_used(make_cfg, tmp_path):
     assert checkpoints.complete_steps(root) == [1, 2, 3]
     train(make_cfg("trainer.epochs=4", *SAVE_EVERY_EPOCH, "trainer.resume=auto"))
     assert checkpoints.complete_steps(root) == [1, 2, 3, 4]  # nothing was removed
+
+
+def test_a_float64_state_in_a_float32_step_is_never_cast(make_cfg, tmp_path, capsys):
+    train(make_cfg("trainer.epochs=2", *SAVE_EVERY_EPOCH, run_dir=tmp_path / "reference"))
+    train(make_cfg("trainer.epochs=2", *SAVE_EVERY_EPOCH, "trainer.precision=float64",
+                   run_dir=tmp_path / "f64"))
+    train(make_cfg("trainer.epochs=2", *SAVE_EVERY_EPOCH))
+    step = tmp_path / "run" / "checkpoints" / "2"
+    shutil.rmtree(step / "state")
+    shutil.copytree(tmp_path / "f64" / "checkpoints" / "2" / "state", step / "state")
+
+    train(make_cfg("trainer.epochs=2", *SAVE_EVERY_EPOCH, "trainer.resume=auto"))
+
+    out = capsys.readouterr().out
+    assert re.search(rf"note: skipping checkpoint {step}: checkpoint {step} holds \S+ as "
+                     r"float64 \S*, but this run's state has float32 \S* \(arrays are never "
+                     r"cast\)", out)
+    assert (step.parent / "2.unusable").is_dir()
+    assert_same_params(tmp_path / "run" / "params.safetensors",
+                       tmp_path / "reference" / "params.safetensors")
+
+
+def test_a_progress_record_edited_to_fewer_members_fails_verification(make_cfg, tmp_path, capsys):
+    sweep = ("trainer.num_seeds=4", "trainer.epochs=2", *SAVE_EVERY_EPOCH)
+    train(make_cfg(*sweep, run_dir=tmp_path / "reference"))
+    train(make_cfg(*sweep))
+    record = tmp_path / "run" / "checkpoints" / "2" / "progress" / "metadata"
+    progress = json.loads(record.read_text())
+    progress["members"] = progress["members"][:3]  # 3 of 4 members
+    record.write_text(json.dumps(progress))
+
+    train(make_cfg(*sweep, "trainer.resume=auto"))
+
+    out = capsys.readouterr().out
+    assert "fails verification: its arrays or progress record differ from the digest" in out
+    assert "resuming from" in out and "(epoch 1 of 2)" in out
+    for m in range(4):
+        member = Path("members") / f"member_{m}" / "params.safetensors"
+        assert_same_params(tmp_path / "run" / member, tmp_path / "reference" / member)
+
+
+def test_resuming_an_older_step_sets_the_newer_ones_aside_so_none_is_stale(make_cfg, tmp_path,
+                                                                             capsys):
+    """Steps 1..4 at lr 1.0; resume step 2 at lr 0.5 up to epoch 3; then resume=auto to 4:
+    the same as two epochs at lr 1.0 followed, uninterrupted, by two at lr 0.5."""
+    lr_change = ("optimizer.lr=0.5", "trainer.resume_changes=[optimizer.lr]")
+    reference = tmp_path / "reference"
+    train(make_cfg("trainer.epochs=2", *SAVE_EVERY_EPOCH, run_dir=reference))
+    train(make_cfg("trainer.epochs=4", *SAVE_EVERY_EPOCH, "trainer.resume=auto", *lr_change,
+                   run_dir=reference))
+    root = tmp_path / "run" / "checkpoints"
+    train(make_cfg("trainer.epochs=4", *SAVE_EVERY_EPOCH))
+
+    train(make_cfg("trainer.epochs=3", *SAVE_EVERY_EPOCH, f"trainer.resume={root / '2'}",
+                   *lr_change))
+    out = capsys.readouterr().out
+    assert (f"note: resuming from epoch 2, so the newer checkpoints 3, 4 of {root} are set "
+            "aside (never deleted)") in out
+    assert (root / "3.superseded").is_dir() and (root / "4.superseded").is_dir()
+    assert checkpoints.complete_steps(root) == [1, 2, 3]  # 3 saved anew, not skipped
+
+    train(make_cfg("trainer.epochs=4", *SAVE_EVERY_EPOCH, "trainer.resume=auto", *lr_change))
+    assert f"resuming from {root / '3'} (epoch 3 of 4)" in capsys.readouterr().out
+    assert_same_params(tmp_path / "run" / "params.safetensors", reference / "params.safetensors")
+
+
+def test_a_block_copied_and_resumed_as_another_block_is_refused(make_cfg, tmp_path):
+    block = ("trainer.num_seeds=2", "sweep.lr=[0.3,1.0]", "trainer.epochs=2",
+             *SAVE_EVERY_EPOCH)
+    train(make_cfg(*block, "sweep.block=0/2", run_dir=tmp_path / "block0"))
+    shutil.copytree(tmp_path / "block0", tmp_path / "run")
+    before = snapshot(tmp_path / "run")
+    with pytest.raises(CheckpointMismatch, match=r"does not match this run: its member 0 is "
+                                                 r"\{'index': 0, .*this run's is \{'index': 2"):
+        train(make_cfg(*block, "sweep.block=1/2", "trainer.resume=auto"))
+    with pytest.raises(ConfigError, match=r"names sweep.block, which cannot change on resume: "
+                                          r"it changes the block"):
+        train(make_cfg(*block, "sweep.block=1/2", "trainer.resume=auto",
+                       "trainer.resume_changes=[sweep.block]"))
+    assert snapshot(tmp_path / "run") == before  # nothing changed on disk
+
+
+def test_a_changed_batch_layout_is_refused_even_when_named(make_cfg, tmp_path, two_epochs):
+    resume = f"trainer.resume={two_epochs}"
+    with pytest.raises(CheckpointMismatch, match=r"trainer.limit_batches 0 -> 2; trainer."
+                                                 r"limit_batches cannot change on resume \(it "
+                                                 r"changes the batch layout\)"):
+        train(make_cfg("trainer.epochs=4", resume, "trainer.limit_batches=2"))
+    with pytest.raises(ConfigError, match="names trainer.limit_batches, which cannot change"):
+        train(make_cfg("trainer.epochs=4", resume, "trainer.limit_batches=2",
+                       "trainer.resume_changes=[trainer.limit_batches]"))
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_a_refused_resume_exits_2_with_one_line_and_changes_nothing(tmp_path, two_epochs):
+    run_dir = tmp_path / "copy"
+    shutil.copytree(two_epochs, run_dir)
+    before = snapshot(run_dir)
+    done = subprocess.run(
+        [sys.executable, str(EXPERIMENTS / "train.py"), f"run_dir={run_dir}", "logger=none",
+         "dataset.n_samples=120", "model.hidden=[4]", "trainer.batch_size=16",
+         "trainer.epochs=4", "trainer.resume=auto", "trainer.limit_batches=2"],
+        env=cli_env(), capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 2, done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "trainer.limit_batches 0 -> 2" in errors[0], done.stderr
+    assert "Traceback" not in done.stderr
+    assert snapshot(run_dir) == before
+
+
+def snapshot(directory: Path) -> dict[str, tuple[int, int]]:
+    """Every file under `directory` with its size and modification time."""
+    return {str(path.relative_to(directory)): (path.stat().st_size, path.stat().st_mtime_ns)
+            for path in sorted(directory.rglob("*")) if path.is_file()
+            and path.name != ".deltaprop.lock"}
 
 
 # ---------------------------------------------------------------- two writers
@@ -187,11 +314,10 @@ def test_a_full_disk_during_a_save_keeps_every_earlier_checkpoint(make_cfg, tmp_
 
 CHANGES = [
     ("optimizer.lr=0.3", "optimizer.lr 1.0 -> 0.3"),
-    ("seed=5", "seed 0 -> 5"),
-    ("trainer.batch_size=8", "trainer.batch_size 16 -> 8"),
     ("dataset.noise=0.3", "dataset.noise 0.2 -> 0.3"),
     ("optimizer.weight_decay=0.01", "optimizer.weight_decay 0.0 -> 0.01"),
-    ("optimizer.schedule=cosine", "optimizer.schedule 'constant' -> 'cosine'"),
+    ("optimizer.schedule=cosine", ("optimizer.schedule 'constant' -> 'cosine'; trainer.epochs "
+                                   "2 -> 4")),
     ("trainer.grad=autodiff", "trainer.grad 'manual' -> 'autodiff'"),
 ]
 
@@ -213,8 +339,10 @@ def test_a_changed_setting_is_refused_unless_named(make_cfg, tmp_path, two_epoch
     with pytest.raises(CheckpointMismatch, match=rf"other settings: {re.escape(shown)}[.;]"):
         train(make_cfg("trainer.epochs=4", resume, override))
     assert not (tmp_path / "run" / "summary.json").exists()
-    key = override.split("=")[0]
-    train(make_cfg("trainer.epochs=4", resume, override, f"trainer.resume_changes=[{key}]"))
+    keys = override.split("=")[0]
+    if "schedule" in keys:  # a schedule spans the run: its new length is a change too
+        keys += ",trainer.epochs"
+    train(make_cfg("trainer.epochs=4", resume, override, f"trainer.resume_changes=[{keys}]"))
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["epoch"] == 4
 
 

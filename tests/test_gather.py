@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from deltaprop.run.config import read
 from deltaprop.run.gather import GatherError, gather, main
 from deltaprop.run.setup import block_of, grid_of
 from deltaprop.run.train import train
@@ -30,7 +31,7 @@ def blocks(tmp_path_factory):
 
 def test_blocks_are_contiguous_near_equal_and_keep_their_grid_indices(make_cfg):
     cfg = make_cfg(*GRID)
-    grid = grid_of(cfg)
+    grid = grid_of(read(cfg))
     parts = [block_of(grid, f"{i}/3") for i in range(3)]
     assert [[m.index for m in part] for part in parts] == [[0, 1], [2, 3, 4], [5, 6, 7]]
     with pytest.raises(ValueError, match="sweep.block=8/9 asks for 9 blocks of a grid of only 8"):
@@ -39,7 +40,7 @@ def test_blocks_are_contiguous_near_equal_and_keep_their_grid_indices(make_cfg):
 
 @pytest.mark.parametrize("bad", ["3/3", "1", "a/b", "-1/2"])
 def test_a_malformed_block_is_refused_naming_the_key(make_cfg, bad):
-    from deltaprop.io.config import ConfigError
+    from deltaprop.errors import ConfigError
 
     with pytest.raises(ConfigError, match=r"sweep.block="):
         train(make_cfg(*GRID, f"sweep.block={bad}"))

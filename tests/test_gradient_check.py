@@ -9,7 +9,9 @@ import pytest
 from conftest import draw_problem
 
 import deltaprop
+from deltaprop.cli.teaching import gradcheck_report, trained_params
 from deltaprop.gradient_check import finite_difference_grad
+from deltaprop.run.config import read
 
 gradcheck_module = importlib.import_module("deltaprop.gradient_check")
 
@@ -311,10 +313,8 @@ def test_a_bug_without_a_place_in_the_network_is_refused():
 
 
 def test_gradcheck_from_config_injects_the_configured_bug(make_cfg):
-    from deltaprop.run.setup import gradcheck_from_config
-
-    report = gradcheck_from_config(make_cfg("gradcheck.inject=drop_sigma_prime",
-                                            "model.hidden=[3,3]"))
+    report = gradcheck_report(read(make_cfg("gradcheck.inject=drop_sigma_prime",
+                                            "model.hidden=[3,3]")))
     assert {row.layer for row in report.rows if not row.passed} == {2, 3}
     heading = report.heading.splitlines()
     assert heading[0].startswith("at initialization (model.init=xavier, seed 0): network "
@@ -325,21 +325,18 @@ def test_gradcheck_from_config_injects_the_configured_bug(make_cfg):
 
 
 def test_gradcheck_after_epochs_checks_the_trained_parameters(make_cfg):
+    from deltaprop.gradient_check import GRADCHECK_BATCH
     from deltaprop.population import initial_params
-    from deltaprop.run.setup import (
-        gradcheck_batch,
-        gradcheck_from_config,
-        prepare_data,
-        trained_params,
-    )
+    from deltaprop.run.setup import model_of, prepare_data
 
-    cfg = make_cfg("gradcheck.after_epochs=2")
-    report = gradcheck_from_config(cfg)
+    settings = read(make_cfg("gradcheck.after_epochs=2"))
+    report = gradcheck_report(settings)
     assert report.passed
     assert report.heading.startswith("after 2 epochs of training (optimizer=sgd, lr=1.0, seed 0)")
-    splits = prepare_data(cfg)
-    trained = trained_params(cfg, splits, [2, 4, 1], 2)
-    at_trained = deltaprop.gradcheck(trained, *gradcheck_batch(splits))
+    splits = prepare_data(settings)
+    trained = trained_params(settings, splits, model_of(settings, splits), 2)
+    at_trained = deltaprop.gradcheck(trained, splits.x_train[:GRADCHECK_BATCH],
+                                     splits.y_train[:GRADCHECK_BATCH])
     assert [row.norm for row in report.rows] == [row.norm for row in at_trained.rows]
     initial = initial_params(0, [2, 4, 1], "xavier", np.float32)
     assert np.max(np.abs(trained[0]["W"] - np.asarray(initial[0]["W"]))) > 1e-3
@@ -348,12 +345,13 @@ def test_gradcheck_after_epochs_checks_the_trained_parameters(make_cfg):
 @pytest.mark.slow
 def test_the_trained_parameters_are_those_of_a_training_run(make_cfg, tmp_path):
     from deltaprop.io.files import load_params
-    from deltaprop.run.setup import prepare_data, trained_params
+    from deltaprop.run.setup import model_of, prepare_data
     from deltaprop.run.train import train
 
-    cfg = make_cfg("gradcheck.after_epochs=2")
+    settings = read(make_cfg("gradcheck.after_epochs=2"))
     train(make_cfg("trainer.epochs=2", run_dir=tmp_path / "two_epochs"))
-    trained = trained_params(cfg, prepare_data(cfg), [2, 4, 1], 2)
+    splits = prepare_data(settings)
+    trained = trained_params(settings, splits, model_of(settings, splits), 2)
     for ours, run in zip(trained, load_params(tmp_path / "two_epochs" / "params.safetensors")):
         for leaf in ("W", "b"):
             np.testing.assert_allclose(ours[leaf], run[leaf], rtol=1e-6, atol=1e-7)
@@ -362,13 +360,14 @@ def test_the_trained_parameters_are_those_of_a_training_run(make_cfg, tmp_path):
 def test_gradcheck_config_is_validated(make_cfg):
     from hydra.errors import ConfigCompositionException
 
-    from deltaprop.io.config import ConfigError, validate_config
+    from deltaprop.errors import ConfigError
+    from deltaprop.run.config import read
 
     with pytest.raises(ConfigError, match=r"gradcheck.after_epochs=-1 is invalid"):
-        validate_config(make_cfg("gradcheck.after_epochs=-1"))
+        read(make_cfg("gradcheck.after_epochs=-1"))
     with pytest.raises(ConfigCompositionException):
         make_cfg("gradcheck.inject=drop_sigma")
-    validate_config(make_cfg("gradcheck.after_epochs=3", "gradcheck.inject=transposed_w"))
+    read(make_cfg("gradcheck.after_epochs=3", "gradcheck.inject=transposed_w"))
 
 
 @pytest.mark.slow
@@ -395,9 +394,7 @@ def test_gradcheck_checks_the_configured_cost_and_activation(loss, activation):
 
 
 def test_gradcheck_from_config_uses_the_runs_cost(make_cfg):
-    from deltaprop.run.setup import gradcheck_from_config
-
-    report = gradcheck_from_config(make_cfg("loss=mse", "model.activation=tanh"))
+    report = gradcheck_report(read(make_cfg("loss=mse", "model.activation=tanh")))
     assert report.passed and "loss=mse, model.activation=tanh" in report.heading
-    with pytest.raises(deltaprop.io.config.ConfigError, match="gradcheck.inject=missing_mean"):
-        gradcheck_from_config(make_cfg("loss=mse", "gradcheck.inject=missing_mean"))
+    with pytest.raises(deltaprop.errors.ConfigError, match="gradcheck.inject=missing_mean"):
+        gradcheck_report(read(make_cfg("loss=mse", "gradcheck.inject=missing_mean")))

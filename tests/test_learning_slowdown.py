@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from conftest import compose_config
 
+from deltaprop.cli import failing_cleanly
+from deltaprop.cli.teaching import learning_slowdown
 from deltaprop.teaching.learning_slowdown import (
     first_epoch_within,
-    learning_slowdown_command,
     neuron_curves,
     slowdown_runs,
 )
@@ -62,7 +63,7 @@ def test_the_command_writes_the_figure_and_the_curves_and_rejects_a_bad_value(tm
                                                                                capsys):
     cfg = compose_config("experiment=learning_slowdown", "learning_slowdown.epochs=60",
                          "learning_slowdown.starts=[[2,2]]", f"run_dir={tmp_path}")
-    data = learning_slowdown_command(cfg)
+    data = failing_cleanly(learning_slowdown)(cfg)
     said = capsys.readouterr().out
     assert "cross-entropy (bce), w = 2, b = 2" in said and "quadratic (mse)" in said
     assert "first |a - y| < 0.1 at epoch" in said and "for all 60 epochs" in said
@@ -75,7 +76,7 @@ def test_the_command_writes_the_figure_and_the_curves_and_rejects_a_bad_value(tm
     bad = compose_config("experiment=learning_slowdown", "learning_slowdown.report_epoch=400",
                          f"run_dir={tmp_path / 'bad'}")
     with pytest.raises(SystemExit) as exit_info:
-        learning_slowdown_command(bad)
+        failing_cleanly(learning_slowdown)(bad)
     assert exit_info.value.code == 2
     assert "learning_slowdown.report_epoch=400" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
@@ -90,9 +91,10 @@ def test_the_command_writes_the_figure_and_the_curves_and_rejects_a_bad_value(tm
     ("learning_slowdown.epochs=0", "learning_slowdown.epochs=0 is invalid"),
 ])
 def test_bad_settings_are_refused_naming_the_key(override, message):
-    from deltaprop.io.config import ConfigError, validate_config
+    from deltaprop.errors import ConfigError
+    from deltaprop.run.config import read
 
     with pytest.raises(ConfigError, match=re.escape(message)):
-        validate_config(compose_config("experiment=learning_slowdown", override))
-    validate_config(compose_config("experiment=learning_slowdown",
+        read(compose_config("experiment=learning_slowdown", override))
+    read(compose_config("experiment=learning_slowdown",
                                    "learning_slowdown.starts=[[2,2],[0.6,0.9]]"))  # ints fine

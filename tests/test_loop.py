@@ -46,7 +46,8 @@ def test_a_fresh_run_first_evaluates_its_initial_parameters(make_cfg, tmp_path, 
     """Row 0 of the history is the evaluation of the initial parameters, before any step (no
     train/epoch_loss: nothing was trained), logged to W&B at step 0; strict JSON throughout."""
     from deltaprop.diagnostics import evaluate, layer_statistics
-    from deltaprop.run.setup import network_sizes, prepare_data
+    from deltaprop.run.config import read
+    from deltaprop.run.setup import model_of, prepare_data
 
     cfg = make_cfg("trainer.epochs=2", "trainer.eval_every=1", "logger=wandb")
     train(cfg)
@@ -57,8 +58,9 @@ def test_a_fresh_run_first_evaluates_its_initial_parameters(make_cfg, tmp_path, 
     initial = history[0]
     assert "train/epoch_loss" not in initial and "train/epoch_loss" in history[1]
     assert initial["val/best_loss"] == initial["val/loss"]
-    splits = prepare_data(cfg)
-    params = initial_params(cfg.seed, network_sizes(cfg, splits), cfg.model.init, np.float32)
+    splits = prepare_data(read(cfg))
+    params = initial_params(cfg.seed, model_of(read(cfg), splits).sizes, cfg.model.init,
+                            np.float32)
     x, y = np.float32(splits.x_train), np.float32(splits.y_train)
     assert initial["train/loss"] == pytest.approx(float(evaluate(params, x, y)["loss"]), rel=1e-5)
     x_val, y_val = np.float32(splits.x_val), np.float32(splits.y_val)
@@ -396,7 +398,7 @@ def test_a_diverging_member_is_frozen_and_the_others_train_on(
 def test_a_w_and_b_failure_part_way_finishes_the_runs_already_open(make_cfg, monkeypatch):
     from conftest import RecordingLogger
 
-    import deltaprop.run.loop
+    import deltaprop.run.tracker
 
     opened = []
 
@@ -406,7 +408,7 @@ def test_a_w_and_b_failure_part_way_finishes_the_runs_already_open(make_cfg, mon
         opened.append(RecordingLogger(*args, **kwargs))
         return opened[-1]
 
-    monkeypatch.setattr(deltaprop.run.loop, "make_logger", make_logger)
+    monkeypatch.setattr(deltaprop.run.tracker, "make_logger", make_logger)
     with pytest.raises(RuntimeError, match="W&B is down"):
         train(make_cfg("trainer.num_seeds=2", "sweep.lr=[0.5,1.0]"))
     assert [run.exit_code for run in opened] == [1, 1]

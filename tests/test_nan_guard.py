@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from deltaprop import packed
 from deltaprop.nan_guard import (
@@ -79,6 +80,21 @@ def test_overflowing_pre_activation_is_named_when_parameters_are_finite():
         "loss became non-finite at epoch 2; all parameters are still finite, but the weights "
         "are so large that the first overflow is at layer 3 z"
     )
+
+
+@pytest.mark.parametrize(("activation", "z_2", "w_3", "expected"), [
+    ("relu", 1e30, 1e10, "layer 3 z"),  # relu passes z_2 = 2e30 on: 6e40 overflows
+    ("tanh", -1e30, 3e38, "layer 3 z"),  # tanh(z_2) = −1: −3·3e38 overflows
+    ("sigmoid", 1e30, 1e10, None),  # σ(z_2) = 1: z_3 = 3e10, nothing overflows
+    ("sigmoid", -1e30, 3e38, None),  # σ(z_2) = 0: z_3 = 0
+])
+def test_the_overflowing_layer_is_found_with_the_runs_own_activation(activation, z_2, w_3,
+                                                                     expected):
+    params = [{"W": jnp.full((2, 3), z_2 / 2, jnp.float32), "b": jnp.zeros(3, jnp.float32)},
+              {"W": jnp.full((3, 3), w_3, jnp.float32), "b": jnp.zeros(3, jnp.float32)},
+              {"W": jnp.ones((3, 1), jnp.float32), "b": jnp.zeros(1, jnp.float32)}]
+    x = jnp.ones((4, 2), jnp.float32)
+    assert first_non_finite_pre_activation(params, x, activation) == expected
 
 
 def test_diverged_error_names_what_is_left():

@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 
+from deltaprop.network import SIGMOID
 from deltaprop.population import Member
 from deltaprop.run import outputs
 from deltaprop.run.train import train
@@ -42,7 +43,7 @@ def test_the_decision_boundary_is_evaluated_a_chunk_at_a_time(monkeypatch):
     params = [{"W": np.ones((2, 3), np.float32), "b": np.zeros(3, np.float32)},
               {"W": np.ones((3, 1), np.float32), "b": np.zeros(1, np.float32)}]
     seen = []
-    probabilities = outputs._chunked_probabilities(params)
+    probabilities = outputs._chunked_probabilities(params, SIGMOID)
     grid = np.random.default_rng(0).normal(size=(4500, 2))
     original = outputs.jnp.asarray
     def asarray(a, *args):  # the chunks arrive from the host as NumPy arrays

@@ -13,6 +13,7 @@ import pytest
 from deltaprop import packed
 from deltaprop.backprop import backprop_trace, manual_value_and_grad
 from deltaprop.losses import loss_fn
+from deltaprop.model import Model
 
 
 def random_members(seed, sizes, n_members, batch, dtype=jnp.float64):
@@ -112,7 +113,8 @@ def test_packed_pass_matches_the_plain_pass_for_each_cost_and_activation(loss, a
         jax.vmap(lambda p, x, y: manual_value_and_grad(p, x, y, **options))
     )(stacked, x, y)
     for grad in ("manual", "autodiff"):
-        value_and_grad = packed.packed_value_and_grad_fn(grad, packed.packed_products(), **options)
+        value_and_grad = packed.packed_value_and_grad_fn(
+            grad, packed.packed_products(), Model.named([3, 6, 5, 2], **options))
         losses, grads = jax.jit(value_and_grad)(
             packed.pack(stacked), to_packed_batch(x), to_packed_batch(y)
         )

@@ -19,7 +19,8 @@ import pytest
 from browser import Chromium
 from conftest import ROOT, cli_env, compose_config
 
-from deltaprop.run.setup import worked_example_inputs
+from deltaprop.cli.teaching import worked_example_inputs
+from deltaprop.run.config import read
 from deltaprop.teaching import svg
 from deltaprop.teaching.arithmetic import format_data, format_number
 from deltaprop.teaching.history import training_history
@@ -32,7 +33,7 @@ STEPS = 6
 def inputs():
     """The by-hand network on the whole XOR table: N = 4, so the page has examples to switch."""
     cfg = compose_config("experiment=worked_example_by_hand")
-    params, x, y = worked_example_inputs(cfg, 4)
+    params, x, y = worked_example_inputs(read(cfg), 4)
     return params, x, y, float(cfg.optimizer.lr)
 
 

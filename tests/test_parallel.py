@@ -52,12 +52,12 @@ FOUR_DEVICES = r"""
 import json, sys
 import jax, jax.numpy as jnp, numpy as np
 from hydra import compose, initialize_config_dir
-import deltaprop.io.config
+import deltaprop.run.config
 from deltaprop.run import parallel
 from deltaprop.run.train import train
 from deltaprop.training import init_train_state, make_optimizer, make_train_epoch, value_and_grad_fn
 from deltaprop.network import init_params
-from omegaconf import OmegaConf
+from deltaprop.settings import OptimizerSettings
 
 conf, out, tiny = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 report = {"device_count": jax.device_count()}
@@ -79,13 +79,14 @@ with initialize_config_dir(config_dir=conf, version_base="1.3"):
                 f"sweep.engine={engine}", f"sweep.shard_members={on}",
                 f"run_dir={out}/shard_{engine}_{on}"])
             report[f"shard_{engine}_{on}"] = train(cfg)["val/best_loss"]
+    from deltaprop.run.config import read
+    from deltaprop.run.engines import make_engine
     from deltaprop.run.setup import RunSetup
-    from deltaprop.run.train import _engine
     cfg = compose("config", overrides=tiny + shard + ["sweep.shard_members=true",
                                                       f"run_dir={out}/shard_inspect"])
-    setup = RunSetup.from_config(cfg)
-    engine, place = _engine(cfg, setup)
-    state = place(engine.init())
+    setup = RunSetup.create(read(cfg).training())
+    engine = make_engine(setup.engine)
+    state = engine.place_state(engine.init(setup.members))
     report["member_shards"] = [list(s.data.shape) for s in state.params[0]["W"].addressable_shards]
     report["hlo_members"] = engine.epoch.lower(
         state, setup.arrays["x_train"], setup.arrays["y_train"]).compile().as_text()
@@ -109,8 +110,7 @@ mesh = parallel.data_mesh()
 sharding = parallel.batch_sharding(mesh)
 x = jnp.ones((140, 2), jnp.float32)
 y = jnp.ones((140, 1), jnp.float32)
-optimizer = make_optimizer(OmegaConf.create({"name": "sgd", "lr": 1.0, "weight_decay": 0.0,
-    "schedule": "constant", "decay_rate": 0.1, "warmup_epochs": 0}), 4, 1)
+optimizer = make_optimizer(OptimizerSettings(name="sgd", lr=1.0), 4, 1)
 params = init_params(jax.random.key(0), [2, 16, 16, 1], "xavier", jnp.float32)
 state = parallel.replicate(init_train_state(params, optimizer, jax.random.key(1)), mesh)
 x, y = parallel.replicate((x, y), mesh)
@@ -250,7 +250,7 @@ TRAIN = r"""
 import json, sys
 import jax
 from hydra import compose, initialize_config_dir
-import deltaprop.io.config
+import deltaprop.run.config
 from deltaprop.run.train import train
 
 conf, overrides = sys.argv[1], json.loads(sys.argv[2])

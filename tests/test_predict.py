@@ -21,8 +21,9 @@ from deltaprop.errors import InputError
 from deltaprop.io.data import DataError, load_dataset, preprocessing_metadata
 from deltaprop.io.files import load_params, load_params_and_metadata, save_params
 from deltaprop.metrics import roc_auc
+from deltaprop.run.config import read
 from deltaprop.run.predict import PredictError, predict_from_config
-from deltaprop.run.setup import data_seed, prepare_data
+from deltaprop.run.setup import prepare_data
 
 
 def _train(directory, *overrides):
@@ -73,7 +74,7 @@ def expected_probabilities(trained, x):
     recomputed from the training config (not read from the file's metadata)."""
     run_dir, cfg = trained
     params = load_params(run_dir / "params.safetensors")
-    standardized = prepare_data(cfg).standardizer.transform(x)
+    standardized = prepare_data(read(cfg)).standardizer.transform(x)
     dtype = params[0]["W"].dtype
     return np.asarray(deltaprop.predict_proba(params, jnp.asarray(standardized, dtype)))[:, 0]
 
@@ -94,14 +95,14 @@ def test_params_metadata_round_trips_as_json(tmp_path):
 
 def test_training_saves_feature_names_and_standardizer(trained):
     run_dir, cfg = trained
-    expected = preprocessing_metadata(prepare_data(cfg))
+    expected = preprocessing_metadata(prepare_data(read(cfg)))
     assert expected["feature_names"] == ["x1", "x2"] and expected["label_names"] == ["label"]
     metadata = load_params_and_metadata(run_dir / "params.safetensors")[1]
     assert {key: metadata[key] for key in expected} == expected
 
 
 def test_sweep_members_save_feature_names_and_standardizer(trained, sweep):
-    expected = preprocessing_metadata(prepare_data(trained[1]))  # same data, same split
+    expected = preprocessing_metadata(prepare_data(read(trained[1])))  # same data, same split
     metadata = load_params_and_metadata(sweep / "members" / "member_1" / "params.safetensors")[1]
     assert {key: metadata[key] for key in expected} == expected
 
@@ -151,7 +152,7 @@ def test_synthetic_dataset_is_predicted_whole(trained, make_cfg, tmp_path):
     cfg = make_cfg(f"run={trained[0]}", "dataset.n_samples=30", "seed=5", run_dir=tmp_path / "p")
     metrics = predict_from_config(cfg)
     probabilities, _, _ = read_predictions(tmp_path / "p" / "predictions.csv")
-    data = load_dataset(cfg.dataset, data_seed(cfg))
+    data = load_dataset(cfg.dataset, read(cfg).data_seed)
     np.testing.assert_allclose(probabilities, expected_probabilities(trained, data.x), atol=1e-6)
     assert metrics["predict/acc"] == pytest.approx(
         np.mean((probabilities > 0.5) == data.y[:, 0]), abs=1e-6)
@@ -265,11 +266,11 @@ def test_a_tanh_mse_run_is_applied_with_its_own_activation(make_cfg, tmp_path):
     run = tmp_path / "tanh"
     deltaprop.train(make_cfg("model.activation=tanh", "loss=mse", run_dir=run))
     params, standardizer, _, _, network = load_model(run / "params.safetensors")
-    assert network == {"loss": "mse", "activation": "tanh"}
+    assert network.names == {"loss": "mse", "activation": "tanh"}
     out = tmp_path / "predicted"
     metrics = predict_from_config(make_cfg(f"run={run}", run_dir=out))
     cfg = make_cfg()
-    x = standardizer.transform(load_prediction_data(cfg.dataset, data_seed(cfg), ("label",)).x)
+    x = standardizer.transform(load_prediction_data(cfg.dataset, read(cfg).data_seed, ("label",)).x)
     rows = list(csv.DictReader((out / "predictions.csv").open()))
     got = np.array([float(row["probability_label"]) for row in rows])
     np.testing.assert_allclose(got, np.asarray(predict_proba(params, x, activation="tanh"))[:, 0],

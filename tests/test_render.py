@@ -12,7 +12,8 @@ import re
 import pytest
 from conftest import compose_config
 
-from deltaprop.run.setup import worked_example_inputs
+from deltaprop.cli.teaching import worked_example_inputs
+from deltaprop.run.config import read
 from deltaprop.teaching.render import (
     CHECK_MARK,
     CROSS_MARK,
@@ -113,7 +114,7 @@ def by_hand_lines(text: str) -> list[str]:
 @pytest.fixture(scope="module")
 def by_hand_example():
     cfg = compose_config("experiment=worked_example_by_hand")
-    params, x, y = worked_example_inputs(cfg, 4)
+    params, x, y = worked_example_inputs(read(cfg), 4)
     return worked_example(params, x, y, cfg.optimizer.lr, data="the XOR truth table")
 
 

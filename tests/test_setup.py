@@ -16,41 +16,45 @@ import numpy as np
 import pytest
 from conftest import EXPERIMENTS, SMALL, cli_env, compose_config
 
-from deltaprop.io.config import ConfigError
+from deltaprop.cli.teaching import gradcheck_report, worked_example_inputs
+from deltaprop.errors import ConfigError
 from deltaprop.io.data import DataError
 from deltaprop.population import Member, initial_params
-from deltaprop.run.setup import (
-    RunSetup,
-    data_seed,
-    gradcheck_from_config,
-    members_of,
-    worked_example_inputs,
-)
+from deltaprop.run.config import read
+from deltaprop.run.setup import RunSetup, members_of
 from deltaprop.run.train import train
+
+
+def setup_of(cfg) -> RunSetup:
+    return RunSetup.create(read(cfg).training())
 
 # What Hydra itself writes into a job's directory, and the run's lock (deltaprop.io.rundir).
 HYDRA_ONLY = {".hydra", "train.log", ".deltaprop.lock"}
 
 
 def test_a_single_run_is_one_member_and_a_sweep_their_grid(make_cfg, tmp_path):
-    single = RunSetup.from_config(make_cfg("seed=4", "optimizer.lr=0.3"))
-    assert single.members == [Member(0, 4, 0.3)]
-    assert (single.engine, single.sweep, single.sizes) == ("single", False, [2, 4, 1])
-    assert single.run_dir == tmp_path / "run" and single.run_dir.is_dir()
+    single = setup_of(make_cfg("seed=4", "optimizer.lr=0.3"))
+    assert single.members == (Member(0, 4, 0.3),)
+    assert (single.engine.layout, single.sweep, single.model.sizes) == ("single", False, (2, 4, 1))
+    assert single.run_dir == tmp_path / "run" and not single.run_dir.exists()  # created later
     sweep = make_cfg("seed=4", "trainer.num_seeds=2", "sweep.lr=[0.1,1.0]", "sweep.engine=vmap")
-    assert [(m.seed, m.lr) for m in members_of(sweep)] == [(4, 0.1), (5, 0.1), (4, 1.0), (5, 1.0)]
-    setup = RunSetup.from_config(sweep)
-    assert (setup.engine, setup.sweep) == ("vmap", True)
-    assert setup.metadata["seeds"] == [4, 5, 4, 5] and setup.metadata["engine"] == "vmap"
-    one_lr = RunSetup.from_config(make_cfg("sweep.lr=[0.5]"))  # a sweep axis: a sweep's outputs
-    assert (one_lr.engine, one_lr.sweep, one_lr.members) == ("packed", True, [Member(0, 0, 0.5)])
+    assert [(m.seed, m.lr) for m in members_of(read(sweep))] == [(4, 0.1), (5, 0.1), (4, 1.0),
+                                                                 (5, 1.0)]
+    setup = setup_of(sweep)
+    assert (setup.engine.layout, setup.sweep) == ("vmap", True)
+    metadata = setup.checkpoint_metadata()
+    assert [m["seed"] for m in metadata["members"]] == [4, 5, 4, 5]
+    assert metadata["engine"] == "vmap" and metadata["settings"]["sweep.lr"] == [0.1, 1.0]
+    one_lr = setup_of(make_cfg("sweep.lr=[0.5]"))  # a sweep axis: a sweep's outputs
+    assert (one_lr.engine.layout, one_lr.sweep, one_lr.members) == ("packed", True,
+                                                                    (Member(0, 0, 0.5),))
 
 
 def test_the_data_seed_is_the_run_seed_unless_dataset_seed_is_set(make_cfg):
-    assert data_seed(make_cfg("seed=3")) == 3
-    assert data_seed(make_cfg("seed=3", "dataset.seed=7")) == 7
-    same = RunSetup.from_config(make_cfg("seed=3", "dataset.seed=7")).splits
-    other = RunSetup.from_config(make_cfg("seed=7")).splits
+    assert read(make_cfg("seed=3")).data_seed == 3
+    assert read(make_cfg("seed=3", "dataset.seed=7")).data_seed == 7
+    same = setup_of(make_cfg("seed=3", "dataset.seed=7")).splits
+    other = setup_of(make_cfg("seed=7")).splits
     np.testing.assert_array_equal(same.x_train, other.x_train)
 
 
@@ -62,7 +66,8 @@ def test_the_data_seed_is_the_run_seed_unless_dataset_seed_is_set(make_cfg):
         (["trainer.num_seeds=2", "sweep.lr=[0.1,-1.0]"], ConfigError, "sweep.lr"),
         (["objective=val/accuracy"], ConfigError,
          "objective='val/accuracy' is not a metric this run reports; choose one of"),
-        (["trainer.resume_changes=[model.hidden]"], ConfigError, "which a resume cannot change"),
+        (["trainer.resume_changes=[model.hidden]"], ConfigError,
+         "names model.hidden, which cannot change on resume: it changes the state's shapes"),
     ],
 )
 def test_bad_input_fails_before_the_run_dir_exists(make_cfg, tmp_path, overrides, error,
@@ -74,18 +79,18 @@ def test_bad_input_fails_before_the_run_dir_exists(make_cfg, tmp_path, overrides
 
 def test_gradient_check_and_worked_example_start_where_training_starts(make_cfg):
     cfg = make_cfg("seed=2", "model.hidden=[3,3]")
-    report = gradcheck_from_config(cfg)
+    report = gradcheck_report(read(cfg))
     assert report.passed and [row.layer for row in report.rows] == [2, 2, 3, 3, 4, 4]
-    params, x, y = worked_example_inputs(cfg, batch=4)
+    params, x, y = worked_example_inputs(read(cfg), batch=4)
     start = initial_params(2, [2, 3, 3, 1], "xavier", np.float64)
     assert all(np.array_equal(p[leaf], np.asarray(s[leaf]))
                for p, s in zip(params, start) for leaf in ("W", "b"))
-    np.testing.assert_array_equal(x, RunSetup.from_config(cfg).splits.x_train[:4])
+    np.testing.assert_array_equal(x, setup_of(cfg).splits.x_train[:4])
     assert y.shape == (4, 1)
     with pytest.raises(ValueError, match="worked_example.batch=500 must be between 1 and the 84 "):
-        worked_example_inputs(cfg, batch=500)
+        worked_example_inputs(read(cfg), batch=500)
     table = make_cfg("dataset=xor_table", "model.hidden=[2,2,2]")
-    params, x, y = worked_example_inputs(table, batch=4)  # the truth table, not standardized
+    params, x, y = worked_example_inputs(read(table), batch=4)  # the truth table, not standardized
     assert x.tolist() == [[0, 0], [0, 1], [1, 0], [1, 1]] and y.ravel().tolist() == [0, 1, 1, 0]
     assert [layer["W"].shape for layer in params] == [(2, 2), (2, 2), (2, 2), (2, 1)]
 

@@ -9,14 +9,15 @@ import optax
 import pytest
 from conftest import compose_config
 
+from deltaprop.cli import failing_cleanly
+from deltaprop.cli.teaching import speed_of_learning, speed_of_learning_rows
 from deltaprop.network import forward, init_params
 from deltaprop.population import initial_params
+from deltaprop.run.config import read
 from deltaprop.teaching.speed_of_learning import (
     NIELSEN_SPEEDS,
     first_to_last_ratio,
     format_table,
-    speed_of_learning_command,
-    speed_of_learning_from_config,
     speed_table,
 )
 
@@ -81,7 +82,7 @@ def digits_rows():
     """Nielsen's three networks on 200 digits images, 2 seeds, at initialization."""
     cfg = compose_config("experiment=nielsen_speed_of_learning", "speed_of_learning.n_images=200",
                          "speed_of_learning.seeds=2")
-    return speed_of_learning_from_config(cfg)
+    return speed_of_learning_rows(read(cfg))
 
 
 def test_the_first_hidden_layer_learns_slower_than_the_last_more_so_when_deeper(digits_rows):
@@ -109,10 +110,10 @@ def test_the_table_prints_each_layer_beside_nielsens_value(digits_rows):
 def test_the_command_prints_the_table_and_rejects_a_bad_value(capsys):
     cfg = compose_config("experiment=nielsen_speed_of_learning", "speed_of_learning.n_images=20",
                          "speed_of_learning.seeds=1", "speed_of_learning.hidden=[[3,3]]")
-    speed_of_learning_command(cfg)
+    failing_cleanly(speed_of_learning)(cfg)
     assert "last/first hidden layer" in capsys.readouterr().out
     bad = compose_config("experiment=nielsen_speed_of_learning", "speed_of_learning.seeds=0")
     with pytest.raises(SystemExit) as exit_info:
-        speed_of_learning_command(bad)
+        failing_cleanly(speed_of_learning)(bad)
     assert exit_info.value.code == 2
     assert "speed_of_learning.seeds=0" in capsys.readouterr().err

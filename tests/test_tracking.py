@@ -6,16 +6,15 @@ from pathlib import Path
 
 import matplotlib
 import pytest
-from omegaconf import OmegaConf
 
-from deltaprop.io.config import LoggerConfig
 from deltaprop.io.tracking import NullLogger, WandbLogger, make_logger
+from deltaprop.settings import LoggerSettings
 
 matplotlib.use("Agg")
 
 
 def logger_config(**overrides):
-    return OmegaConf.structured(LoggerConfig(**overrides))
+    return LoggerSettings(**overrides)
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 from conftest import EXPERIMENTS, cli_env, max_param_difference
@@ -172,7 +173,7 @@ def test_a_grid_of_weight_decay_momentum_and_init_scale_is_one_sweep_of_single_r
 
 
 def test_sweep_momentum_needs_an_optimizer_with_momentum(make_cfg, tmp_path):
-    from deltaprop.io.config import ConfigError
+    from deltaprop.errors import ConfigError
 
     with pytest.raises(ConfigError, match=r"sweep.momentum=\[0.5\] needs an optimizer"):
         train(make_cfg("optimizer=sgd", "sweep.momentum=[0.5]"))
@@ -310,6 +311,7 @@ def test_a_run_trains_and_reports_the_configured_cost_and_activation(make_cfg, t
     import jax
 
     from deltaprop.losses import loss_fn
+    from deltaprop.run.config import read
     from deltaprop.run.setup import RunSetup
 
     cfg = make_cfg("loss=mse", "model.activation=tanh", "trainer.precision=float64",
@@ -317,10 +319,64 @@ def test_a_run_trains_and_reports_the_configured_cost_and_activation(make_cfg, t
     metrics = train(cfg)
     params = [{leaf: jax.numpy.asarray(layer[leaf]) for leaf in ("W", "b")}
               for layer in load_params(tmp_path / "run" / "params.safetensors")]
-    arrays = RunSetup.from_config(cfg).arrays
+    arrays = RunSetup.create(read(cfg).training()).arrays
     for split in ("train", "val"):
         expected = loss_fn(params, arrays[f"x_{split}"], arrays[f"y_{split}"], loss="mse",
                            activation="tanh")
         assert metrics[f"{split}/loss"] == pytest.approx(float(expected), rel=1e-9), split
         as_bce = loss_fn(params, arrays[f"x_{split}"], arrays[f"y_{split}"])
         assert abs(metrics[f"{split}/loss"] - float(as_bce)) > 1e-3  # not the BCE
+
+
+# ---------------------------------------------------------------- the run, compiled once
+
+
+LOWERINGS: list[str] = []  # every program lowered to XLA in this process, by name
+
+
+def _count_lowerings(event: str, seconds: float, **kwargs) -> None:
+    if event == "/jax/core/compile/jaxpr_to_mlir_module_duration":
+        LOWERINGS.append(kwargs.get("fun_name", "?"))
+
+
+jax.monitoring.register_event_duration_secs_listener(_count_lowerings)
+
+
+@pytest.mark.parametrize("sweep", [False, True], ids=["single", "sweep"])
+def test_a_second_run_of_the_same_shapes_lowers_no_program(make_cfg, tmp_path, recorded_runs,
+                                                           sweep):
+    """Only values that live in the state differ (seeds, lr, weight decay, init scale, the
+    number of epochs of a constant schedule): init, epoch, evaluation, the gradient check of
+    the W&B table and the decision-boundary figure are all reused."""
+    shape = ["logger=wandb", "logger.plots=true", "trainer.epochs=3"]
+    shape += ["trainer.num_seeds=2", "sweep.lr=[0.5,1.0]"] if sweep else []
+    train(make_cfg(*shape, run_dir=tmp_path / "first"))
+    LOWERINGS.clear()
+    other = ["seed=7", "optimizer.weight_decay=0.01", "trainer.epochs=4"]
+    other += ["sweep.lr=[0.1,0.2]", "sweep.init_scale=[0.5]"] if sweep else [
+        "optimizer.lr=0.3", "model.init_scale=0.5"]
+    result = train(make_cfg(*shape, *other, run_dir=tmp_path / "second"))
+    assert LOWERINGS == []
+    assert result.members[0].seed == 7 and len(result.histories[0]) == 3  # it did train anew
+
+
+def test_train_returns_the_run(make_cfg, tmp_path):
+    """Metrics as a mapping, and per member: its history, initial and final parameters."""
+    from deltaprop.population import initial_params
+
+    result = train(make_cfg("trainer.num_seeds=2", "sweep.init_scale=[2.0]", "seed=3"))
+    run = tmp_path / "run"
+    assert result.run_dir == run and dict(result) == result.metrics
+    assert result["val/best_loss"] == json.loads((run / "summary.json").read_text())[
+        "val/best_loss"]
+    for m, member in enumerate(result.members):
+        directory = run / "members" / f"member_{m}"
+        rows = [json.loads(line) for line in (directory / "metrics.jsonl").read_text().splitlines()]
+        assert json.loads(json.dumps(list(result.histories[m]))) == rows
+        start = initial_params(member.seed, [2, 4, 1], "xavier", np.float32, 2.0)  # × scale
+        for ours, expected in zip(result.initial_params[m], start):
+            np.testing.assert_array_equal(ours["W"], np.asarray(expected["W"]))
+        for ours, saved in zip(result.final_params[m], load_params(directory /
+                                                                    "params.safetensors")):
+            np.testing.assert_array_equal(ours["W"], saved["W"])
+    assert result.diverged == (False, False) and [m.seed for m in result.members] == [3, 4]

@@ -4,13 +4,12 @@ settings, in process."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 
 import numpy as np
 import pytest
-from conftest import EXPERIMENTS, compose_config, draw_problem
+from conftest import compose_config, draw_problem
 
 from deltaprop.diagnostics import layer_statistics
 from deltaprop.teaching.vanishing_gradients import (
@@ -101,10 +100,8 @@ def test_summarize_over_members_and_refuses_a_history_without_epoch_0():
 def test_the_experiment_runs_end_to_end(tmp_path):
     """experiments/vanishing_gradients.py in process at tiny settings (one activation, two
     seeds): the sweep's histories start at epoch 0; the figure, its copy and the JSON table."""
-    spec = importlib.util.spec_from_file_location("vanishing_experiment",
-                                                  EXPERIMENTS / "vanishing_gradients.py")
-    experiment = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(experiment)
+    from deltaprop.cli.teaching import vanishing_gradients
+
     cfg = compose_config(
         "experiment=vanishing_gradients", "logger=none", "logger.plots=false",
         "trainer.progress=false", "model.hidden=[3,3]", "trainer.epochs=2",
@@ -112,7 +109,7 @@ def test_the_experiment_runs_end_to_end(tmp_path):
         "vanishing_gradients.activations=[sigmoid]", f"run_dir={tmp_path / 'run'}",
         f"vanishing_gradients.figure={tmp_path / 'docs' / 'figure.png'}",
     )
-    summaries = experiment.vanishing_gradients(cfg)
+    summaries = vanishing_gradients(cfg)
     assert [summary["name"] for summary in summaries] == ["sigmoid"]
     assert all(summary["members"] == 2 and summary["last_epoch"] == 2 for summary in summaries)
     member = tmp_path / "run" / "sigmoid" / "members" / "member_1" / "metrics.jsonl"

@@ -8,7 +8,6 @@ from deltaprop.backprop import (
     manual_value_and_grad,
 )
 from deltaprop.gradient_check import GradcheckReport, gradcheck, relative_error
-from deltaprop.io import config as _config  # noqa: F401  (registers the config schema with Hydra)
 from deltaprop.losses import binary_cross_entropy_with_logits, loss_fn
 from deltaprop.network import forward, init_params, layer_sizes, predict_proba
 
@@ -38,14 +37,13 @@ def compose(*overrides: str, config_name: str = "config"):
     """The config `python experiments/train.py <overrides>` runs, for notebooks and scripts:
 
         cfg = deltaprop.compose("trainer.epochs=20", "optimizer=adam")
-        metrics = deltaprop.train(cfg)
+        result = deltaprop.train(cfg)        # result["test/acc"], result.histories, ...
 
-    Composes the packaged configs (`deltaprop.conf`, the project's conf/) with Hydra."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_module
+    Composes the packaged configs (`deltaprop.conf`, the project's conf/) with Hydra (imported
+    here, not by `import deltaprop`)."""
+    from deltaprop.run.config import compose as compose_config
 
-    with initialize_config_module("deltaprop.conf", version_base="1.3"):
-        return hydra_compose(config_name, overrides=list(overrides))
+    return compose_config(*overrides, config_name=config_name)
 
 
 def __getattr__(name: str):

@@ -37,8 +37,8 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike, DTypeLike
 
-from deltaprop.losses import elementwise_loss, output_delta
-from deltaprop.network import Params, activate, activation_derivative, check_batch, linear
+from deltaprop.losses import Cost, cost_named
+from deltaprop.network import Activation, Params, activation_named, check_batch, linear
 
 
 class BackpropTrace(NamedTuple):
@@ -104,22 +104,23 @@ def dense_products(matmul_dtype: DTypeLike | None = None) -> Products:
 
 
 def forward_pass(
-    params: Params, x: jax.Array, products: Products, activation: str = "sigmoid"
+    params: Params, x: jax.Array, products: Products, activation: str | Activation = "sigmoid"
 ) -> tuple[list[jax.Array], list[jax.Array]]:
     """([z_2, ..., z_L], [a_1 = x, a_2, ..., a_L]) with the layout's products."""
     # Forward: z_l = a_{l-1} W_l + b_l, a_l = φ(z_l) (a_L = σ(z_L)), keeping both for backward.
+    phi = activation_named(activation).phi
     activations, pre_activations = [x], []
     for index, layer in enumerate(params):
         z = products.linear(activations[-1], layer)
         pre_activations.append(z)
         output_layer = index == len(params) - 1
-        activations.append(jax.nn.sigmoid(z) if output_layer else activate(activation, z))
+        activations.append(jax.nn.sigmoid(z) if output_layer else phi(z))
     return pre_activations, activations
 
 
-def mean_loss(logits: jax.Array, y: jax.Array, loss: str = "bce") -> jax.Array:
+def mean_loss(logits: jax.Array, y: jax.Array, loss: str | Cost = "bce") -> jax.Array:
     """Mean cost over the batch and output axes (0, 1): a scalar, or one per member."""
-    return jnp.mean(elementwise_loss(loss, logits, y), axis=(0, 1))
+    return jnp.mean(cost_named(loss).elementwise(logits, y), axis=(0, 1))
 
 
 def backprop_trace(
@@ -128,8 +129,8 @@ def backprop_trace(
     y: ArrayLike,
     matmul_dtype: DTypeLike | None = None,
     products: Products | None = None,
-    loss: str = "bce",
-    activation: str = "sigmoid",
+    loss: str | Cost = "bce",
+    activation: str | Activation = "sigmoid",
 ) -> BackpropTrace:
     """One forward pass that saves z_l and a_l, then the δ recursion from layer L down to 2.
 
@@ -140,8 +141,9 @@ def backprop_trace(
       matmul_dtype: optional lower precision (bf16) for the matrix products only.
       products: another layout's products (packed.py); its arrays keep their extra axes, and
         the loss is then one mean per member. Default: `dense_products(matmul_dtype)`.
-      loss: the cost, "bce" or "mse" (losses.Loss).
-      activation: φ of the hidden layers (network.Activation); the output is always σ.
+      loss: the cost, "bce" or "mse" or its `losses.Cost` entry.
+      activation: φ of the hidden layers, a name or its `network.Activation` entry; the
+        output is always σ.
 
     Returns:
       A BackpropTrace; `.grads` has exactly the structure of `params`.
@@ -149,23 +151,24 @@ def backprop_trace(
     if products is None:
         check_batch(params, x, y)
         products = dense_products(matmul_dtype)
+    cost, activation = cost_named(loss), activation_named(activation)
     dtype = params[0]["W"].dtype
     x = jnp.asarray(x, dtype)
     y = jnp.asarray(y, dtype)
     pre_activations, activations = forward_pass(params, x, products, activation)
     logits = pre_activations[-1]
-    mean = mean_loss(logits, y, loss)
+    mean = mean_loss(logits, y, cost)
     n_elements = logits.shape[0] * logits.shape[1]  # N·n_L (per member, in packed layouts)
 
     # δ_L = (dl/dz_L) / (N·n_L): the derivative of the mean cost with respect to the logits
     # (the textbook's per-example δ^L, BP1, divided by N·n_L); bce: a_L − y,
-    # mse: (a_L − y) ⊙ σ'(z_L) (losses.output_delta).
-    delta = output_delta(loss, logits, activations[-1], y) / n_elements
+    # mse: (a_L − y) ⊙ σ'(z_L) (losses.Cost.output_delta).
+    delta = cost.output_delta(logits, activations[-1], y) / n_elements
     deltas = [delta]
     for i in range(len(params) - 1, 0, -1):  # params[i] is layer l+1; we compute δ_l, l = i+1
         # δ_l = (δ_{l+1} W_{l+1}ᵀ) ⊙ φ'(z_l)     (BP2 transposed: W_{l+1} = (w^{l+1})ᵀ);
         # sigmoid: φ'(z_l) = a_l(1 − a_l) from the saved a_l = activations[i]
-        derivative = activation_derivative(activation, pre_activations[i - 1], activations[i])
+        derivative = activation.derivative(pre_activations[i - 1], activations[i])
         delta = products.backward(delta, params[i]["W"]) * derivative
         deltas.insert(0, delta)
 
@@ -185,8 +188,8 @@ def manual_value_and_grad(
     y: ArrayLike,
     matmul_dtype: DTypeLike | None = None,
     products: Products | None = None,
-    loss: str = "bce",
-    activation: str = "sigmoid",
+    loss: str | Cost = "bce",
+    activation: str | Activation = "sigmoid",
 ) -> tuple[jax.Array, Params]:
     """(loss, gradients) from one hand-written forward and backward pass."""
     trace = backprop_trace(params, x, y, matmul_dtype, products, loss, activation)
@@ -198,8 +201,8 @@ def manual_grad(
     x: ArrayLike,
     y: ArrayLike,
     matmul_dtype: DTypeLike | None = None,
-    loss: str = "bce",
-    activation: str = "sigmoid",
+    loss: str | Cost = "bce",
+    activation: str | Activation = "sigmoid",
 ) -> Params:
     """∂L/∂params by the δ recursion; same structure as `params`. Jit-compatible.
 

@@ -12,8 +12,8 @@ For each layer l = 2..L, from one hand-written backward pass over a batch:
     saturated_l   fraction of units with φ'(z_l) < 1e-3 (hidden layers only; sigmoid:
                   φ'(z_l) = a_l(1 − a_l); relu: the dead units, φ' = 0)
 
-`loss` (bce | mse) and `activation` (the hidden φ) are the run's `loss` and `model.activation`:
-the reported loss is the trained one.
+`model` (model.Model) carries the run's cost and hidden φ (None: BCE and sigmoid): the reported
+loss is the trained one.
 """
 
 from __future__ import annotations
@@ -22,24 +22,25 @@ import jax
 import jax.numpy as jnp
 
 from deltaprop.backprop import backprop_trace
-from deltaprop.network import Params, activation_derivative
+from deltaprop.model import Model, parts_of
+from deltaprop.network import Params
 
 SATURATION_THRESHOLD = 1e-3
 
 
 def evaluate(
-    params: Params, x: jax.Array, y: jax.Array, loss: str = "bce", activation: str = "sigmoid"
+    params: Params, x: jax.Array, y: jax.Array, model: Model | None = None
 ) -> dict[str, jax.Array]:
-    """Loss (the cost `loss`), accuracy (threshold 0.5 on every output) and the probabilities.
-    Jit-compatible."""
-    trace = backprop_trace(params, x, y, loss=loss, activation=activation)
+    """Loss (the model's cost; None: BCE), accuracy (threshold 0.5 on every output) and the
+    probabilities. Jit-compatible."""
+    trace = backprop_trace(params, x, y, **parts_of(model))
     probabilities = trace.activations[-1]
     accuracy = jnp.mean((probabilities > 0.5) == (y > 0.5))
     return {"loss": trace.loss, "acc": accuracy, "probabilities": probabilities}
 
 
 def layer_statistics(
-    params: Params, x: jax.Array, y: jax.Array, loss: str = "bce", activation: str = "sigmoid"
+    params: Params, x: jax.Array, y: jax.Array, model: Model | None = None
 ) -> dict[str, jax.Array]:
     """Per-layer ‖δ_l‖, ‖∂L/∂W_l‖, its root mean square per entry, ‖∂L/∂b_l‖ and saturation,
     keyed `layer_{l}/...`. Jit-compatible.
@@ -47,7 +48,8 @@ def layer_statistics(
     δ_l here is ∂L/∂z_l of the batch-mean loss (backprop.py), so its norm does not grow with N;
     the textbook's per-example δ^l is N·n_L times it, example by example.
     """
-    trace = backprop_trace(params, x, y, loss=loss, activation=activation)
+    parts = parts_of(model)
+    trace = backprop_trace(params, x, y, **parts)
     stats = {}
     n_layers = len(params)
     for index in range(n_layers):
@@ -59,24 +61,21 @@ def layer_statistics(
         stats[f"{name}/grad_W_rms"] = stats[f"{name}/grad_W_norm"] / jnp.sqrt(grad_W.size)
         stats[f"{name}/grad_b_norm"] = jnp.linalg.norm(trace.grads[index]["b"])
         if index < n_layers - 1:  # hidden layers: φ'(z_l), sigmoid: a_l(1 − a_l)
-            derivative = activation_derivative(
-                activation, trace.pre_activations[index], trace.activations[index + 1]
-            )
+            derivative = parts["activation"].derivative(
+                trace.pre_activations[index], trace.activations[index + 1])
             stats[f"{name}/saturated"] = jnp.mean(derivative < SATURATION_THRESHOLD)
     return stats
 
 
 def progress_metrics(
-    params: Params, arrays: dict[str, jax.Array], loss: str = "bce", activation: str = "sigmoid"
+    params: Params, arrays: dict[str, jax.Array], model: Model | None = None
 ) -> dict[str, dict[str, jax.Array]]:
     """Everything logged at an evaluation, as one program: `evaluate` on the train, validation
     and test splits (arrays x_train, y_train, x_val, ...) and the per-layer statistics on the
     training split. Jit-compatible."""
     results = {
-        split: evaluate(params, arrays[f"x_{split}"], arrays[f"y_{split}"], loss, activation)
+        split: evaluate(params, arrays[f"x_{split}"], arrays[f"y_{split}"], model)
         for split in ("train", "val", "test")
     }
-    results["statistics"] = layer_statistics(
-        params, arrays["x_train"], arrays["y_train"], loss, activation
-    )
+    results["statistics"] = layer_statistics(params, arrays["x_train"], arrays["y_train"], model)
     return results

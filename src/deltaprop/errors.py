@@ -17,5 +17,9 @@ class InputError(ValueError):
     the value, the file or the shapes at fault."""
 
 
+class ConfigError(InputError):
+    """A config value that composes but cannot be run with (names the key and the value)."""
+
+
 class RunInterrupted(KeyboardInterrupt):
     """Ctrl-C during training; the message says what was saved and how to resume."""

@@ -37,9 +37,12 @@ from jax.flatten_util import ravel_pytree
 from jax.typing import ArrayLike
 
 from deltaprop.backprop import manual_grad
-from deltaprop.losses import loss_fn
-from deltaprop.network import Params, check_batch
+from deltaprop.losses import Cost, cost_named, loss_fn
+from deltaprop.network import Activation, Params, activation_named, check_batch
 from deltaprop.precision import float64_scope
+
+GRADCHECK_BATCH = 16  # examples a gradient check of a training run takes: the first of its split
+GRADCHECK_MAX_PARAMS = 20_000  # finite differences cost 4 loss evaluations per parameter
 
 TOLERANCE_AUTODIFF = 1e-10
 TOLERANCE_FINITE_DIFFERENCES = 1e-6
@@ -200,28 +203,39 @@ _STENCIL = ((2.0, -1.0), (1.0, 8.0), (-1.0, -8.0), (-2.0, 1.0))  # (multiple of 
 
 def finite_difference_grad(
     params: Params, x: ArrayLike, y: ArrayLike, step: float = FINITE_DIFFERENCE_STEP,
-    loss: str = "bce", activation: str = "sigmoid",
+    loss: str | Cost = "bce", activation: str | Activation = "sigmoid",
 ) -> Params:
     """∂L/∂params by the fourth-order central stencil, one direction per parameter.
 
     All 4·P perturbed losses run one after another in a single `lax.map` loop whose body is one
     loss evaluation: a small program that compiles fast (vmapping the directions compiles ~10×
-    slower on CPU), and the loop itself takes microseconds per evaluation.
+    slower on CPU), and the loop itself takes microseconds per evaluation. Compiled once per
+    shape, cost and activation.
     """
+    return _finite_differences(params, jnp.asarray(x), jnp.asarray(y), step,
+                               cost_named(loss), activation_named(activation))
+
+
+@partial(jax.jit, static_argnames=("loss", "activation"))
+def _finite_differences(params, x, y, step, loss: Cost, activation: Activation) -> Params:
     flat, unravel = ravel_pytree(params)
     multiples = jnp.asarray([m for m, _ in _STENCIL], flat.dtype)
     weights = jnp.asarray([w for _, w in _STENCIL], flat.dtype)
 
-    @jax.jit
-    def derivatives(flat, x, y):
-        def perturbed_loss(k):  # k = s·P + i: stencil point s, direction i
-            theta = flat.at[k % flat.size].add(multiples[k // flat.size] * step)
-            return loss_fn(unravel(theta), x, y, loss=loss, activation=activation)
+    def perturbed_loss(k):  # k = s·P + i: stencil point s, direction i
+        theta = flat.at[k % flat.size].add(multiples[k // flat.size] * step)
+        return loss_fn(unravel(theta), x, y, loss=loss, activation=activation)
 
-        losses = jax.lax.map(perturbed_loss, jnp.arange(4 * flat.size)).reshape(4, flat.size)
-        return weights @ losses / (12 * step)
+    losses = jax.lax.map(perturbed_loss, jnp.arange(4 * flat.size)).reshape(4, flat.size)
+    return unravel(weights @ losses / (12 * step))
 
-    return unravel(derivatives(flat, jnp.asarray(x), jnp.asarray(y)))
+
+@partial(jax.jit, static_argnames=("gradient_fn", "loss", "activation"))
+def _gradients(params, x, y, gradient_fn, loss: Cost, activation: Activation):
+    """(the gradient under check, jax.grad of loss_fn): one compiled program for the two."""
+    under_check = gradient_fn or partial(manual_grad, loss=loss, activation=activation)
+    reference = jax.grad(partial(loss_fn, loss=loss, activation=activation))
+    return under_check(params, x, y), reference(params, x, y)
 
 
 def gradcheck(
@@ -231,8 +245,8 @@ def gradcheck(
     tolerance_autodiff: float = TOLERANCE_AUTODIFF,
     tolerance_finite_differences: float = TOLERANCE_FINITE_DIFFERENCES,
     gradient_fn: Callable[[Params, jax.Array, jax.Array], Params] | None = None,
-    loss: str = "bce",
-    activation: str = "sigmoid",
+    loss: str | Cost = "bce",
+    activation: str | Activation = "sigmoid",
 ) -> GradcheckReport:
     """Compare manual_grad with jax.grad and with finite differences, per layer and leaf: the
     leaf's relative error and its worst entry's (module docstring).
@@ -245,18 +259,14 @@ def gradcheck(
       y: (N, n_L) targets in {0, 1}.
       gradient_fn: the gradient under test, (params, x, y) -> grads; `manual_grad` (for this
         cost and activation) by default.
-      loss, activation: the cost (losses.Loss) and hidden φ (network.Activation) checked.
+      loss, activation: the cost and hidden φ checked (names or their entries).
     """
-    options = {"loss": str(loss), "activation": str(activation)}
-    gradient_fn = gradient_fn or partial(manual_grad, **options)
+    options = {"loss": cost_named(loss), "activation": activation_named(activation)}
     check_batch(params, x, y)
     with float64_scope():
         params = jax.tree.map(lambda leaf: jnp.asarray(leaf, jnp.float64), params)
         x, y = jnp.asarray(x, jnp.float64), jnp.asarray(y, jnp.float64)
-        reference = jax.grad(partial(loss_fn, **options))
-        both = jax.jit(lambda p, x, y: (gradient_fn(p, x, y), reference(p, x, y)))
-        manual, autodiff = both(params, x, y)  # one compiled program for the two
-
+        manual, autodiff = _gradients(params, x, y, gradient_fn, **options)
         numeric = finite_difference_grad(params, x, y, **options)
         rows = []
         for index, (m, a, n) in enumerate(zip(manual, autodiff, numeric)):

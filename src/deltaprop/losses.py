@@ -25,19 +25,15 @@ that cross-entropy cancels stays, so a saturated wrong output (a ≈ 1, y = 0) l
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike, DTypeLike
 
-from deltaprop.choices import Choice
-from deltaprop.network import Params, check_batch, forward
-
-
-class Loss(Choice):
-    """loss: the cost on the sigmoid outputs, averaged over all N·n_L elements."""
-
-    bce = "bce"  # binary cross-entropy from the logits
-    mse = "mse"  # Nielsen's quadratic cost ½(a − y)²
+from deltaprop.choices import LossName
+from deltaprop.network import Activation, Params, check_batch, forward
 
 
 def binary_cross_entropy_with_logits(logits: ArrayLike, labels: ArrayLike) -> jax.Array:
@@ -55,31 +51,59 @@ def quadratic_cost(outputs: ArrayLike, labels: ArrayLike) -> jax.Array:
     return 0.5 * jnp.square(outputs - jnp.asarray(labels, outputs.dtype))
 
 
-def elementwise_loss(loss: str, logits: jax.Array, labels: ArrayLike) -> jax.Array:
-    """l(z_L, y) per element for the cost `loss` ("bce" or "mse"), from the logits."""
-    if loss == "bce":
-        return binary_cross_entropy_with_logits(logits, labels)
-    if loss == "mse":
-        return quadratic_cost(jax.nn.sigmoid(logits), labels)
-    raise ValueError(f"loss={loss!r} must be one of {', '.join(Loss.values())}")
+def _quadratic_cost_of_logits(logits: jax.Array, labels: ArrayLike) -> jax.Array:
+    return quadratic_cost(jax.nn.sigmoid(logits), labels)  # l = ½(σ(z_L) − y)²
 
 
-def output_delta(loss: str, z: jax.Array, a: jax.Array, y: jax.Array) -> jax.Array:
+def _bce_output_delta(z: jax.Array, a: jax.Array, y: jax.Array) -> jax.Array:
+    return a - y  # dl/dz = σ(z) − y: σ'(z) cancels against the log
+
+
+def _mse_output_delta(z: jax.Array, a: jax.Array, y: jax.Array) -> jax.Array:
+    return (a - y) * (a * (1 - a))  # dl/dz = (a − y) σ'(z), σ'(z) = a(1 − a)
+
+
+@dataclass(frozen=True)
+class Cost:
+    """One cost on the sigmoid outputs: l(z_L, y) per element, from the logits, and beside it
+    its dl/dz_L written by hand (the textbook's δ^L, before the 1/(N·n_L) of the mean), from
+    z_L, a_L = σ(z_L) and y (both costs read σ'(z_L) off a_L)."""
+
+    name: str
+    elementwise: Callable[[jax.Array, ArrayLike], jax.Array]  # l(z_L, y), the caller reduces
+    output_delta: Callable[[jax.Array, jax.Array, jax.Array], jax.Array]  # dl/dz_L
+
+    def __str__(self) -> str:
+        return self.name
+
+
+BCE = Cost("bce", binary_cross_entropy_with_logits, _bce_output_delta)
+MSE = Cost("mse", _quadratic_cost_of_logits, _mse_output_delta)
+COSTS = {entry.name: entry for entry in (BCE, MSE)}  # by LossName
+
+
+def cost_named(loss: str | Cost) -> Cost:
+    """The entry for the config's `loss` name (an entry is returned as it is)."""
+    if isinstance(loss, Cost):
+        return loss
+    if str(loss) not in COSTS:
+        raise ValueError(f"loss={str(loss)!r} must be one of {', '.join(LossName.values())}")
+    return COSTS[str(loss)]
+
+
+def elementwise_loss(loss: str | Cost, logits: jax.Array, labels: ArrayLike) -> jax.Array:
+    """l(z_L, y) per element for the cost `loss` ("bce", "mse" or its entry), from the logits."""
+    return cost_named(loss).elementwise(logits, labels)
+
+
+def output_delta(loss: str | Cost, z: jax.Array, a: jax.Array, y: jax.Array) -> jax.Array:
     """dl/dz_L per element, by hand (the textbook's δ^L, before the 1/(N·n_L) of the mean).
 
     Args:
-      loss: "bce" or "mse".
-      z: (N, n_L) logits z_L (unused by both costs, which read σ'(z_L) off a_L; kept so a cost
-        that needs z_L itself fits the same call).
-      a: (N, n_L) outputs a_L = σ(z_L).
-      y: (N, n_L) targets.
+      loss: "bce", "mse" or its `Cost`.
+      z: (N, n_L) logits z_L; a: (N, n_L) outputs a_L = σ(z_L); y: (N, n_L) targets.
     """
-    del z
-    if loss == "bce":
-        return a - y  # dl/dz = σ(z) − y: σ'(z) cancels against the log
-    if loss == "mse":
-        return (a - y) * (a * (1 - a))  # dl/dz = (a − y) σ'(z), σ'(z) = a(1 − a)
-    raise ValueError(f"loss={loss!r} must be one of {', '.join(Loss.values())}")
+    return cost_named(loss).output_delta(z, a, y)
 
 
 def loss_fn(
@@ -87,8 +111,8 @@ def loss_fn(
     x: ArrayLike,
     y: ArrayLike,
     matmul_dtype: DTypeLike | None = None,
-    loss: str = "bce",
-    activation: str = "sigmoid",
+    loss: str | Cost = "bce",
+    activation: str | Activation = "sigmoid",
 ) -> jax.Array:
     """Mean cost over all N·n_L elements; for bce, torch's BCEWithLogitsLoss with
     reduction="mean", for mse, the mean of ½(σ(z_L) − y)² (half of torch's MSELoss on σ(z_L)).
@@ -97,8 +121,8 @@ def loss_fn(
       params: from `init_params`.
       x: (N, n_1) inputs.
       y: (N, n_L) targets in {0, 1}.
-      loss: "bce" or "mse" (`Loss`).
-      activation: the hidden layers' φ (`network.Activation`).
+      loss: "bce" or "mse", or its `Cost` entry.
+      activation: the hidden layers' φ: a name or a `network.Activation` entry.
 
     Returns:
       A scalar.

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from deltaprop.network import Params
+from deltaprop.network import SIGMOID, Activation, Params, activation_named
 
 
 class TrainingDiverged(RuntimeError):
@@ -63,14 +63,19 @@ def first_non_finite_parameter(params: Params) -> str | None:
     return None
 
 
-def first_non_finite_pre_activation(params: Params, x: jax.Array) -> str | None:
-    """'layer l z' of the first layer whose z_l = a_{l−1} W_l + b_l overflows on the batch x."""
-    a = x
-    for index, layer in enumerate(params):
-        z = np.asarray(a @ layer["W"] + layer["b"])  # z_l = a_{l−1} W_l + b_l
-        if not np.isfinite(z).all():
-            return f"layer {index + 2} z"
-        a = jax.nn.sigmoid(z)  # a_l = σ(z_l)
+def first_non_finite_pre_activation(
+    params: Params, x: jax.Array, activation: str | Activation = SIGMOID
+) -> str | None:
+    """'layer l z' of the first layer whose z_l = a_{l−1} W_l + b_l overflows on the batch x,
+    the hidden layers applying `activation`'s φ (an unbounded φ, relu, passes a huge z on)."""
+    phi = activation_named(activation).phi
+    a = np.asarray(x)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for index, layer in enumerate(params):
+            z = a @ np.asarray(layer["W"]) + np.asarray(layer["b"])  # z_l = a_{l−1} W_l + b_l
+            if not np.isfinite(z).all():
+                return f"layer {index + 2} z"
+            a = np.asarray(phi(z))  # a_l = φ(z_l)
     return None
 
 
@@ -80,6 +85,7 @@ def divergence_message(
     params: Params,
     x: jax.Array | None = None,
     loss_name: str = "loss",
+    activation: str | Activation = SIGMOID,
 ) -> str:
     """e.g. 'loss became non-finite at epoch 3; first non-finite parameter: layer 2 W'.
 
@@ -92,7 +98,7 @@ def divergence_message(
     if layer:
         return f"{what} became non-finite at epoch {epoch}; first non-finite parameter: {layer}"
     where = "all parameters are still finite"
-    overflow = first_non_finite_pre_activation(params, x) if x is not None else None
+    overflow = None if x is None else first_non_finite_pre_activation(params, x, activation)
     if overflow:
         where += f", but the weights are so large that the first overflow is at {overflow}"
     return f"{what} became non-finite at epoch {epoch}; {where}"

@@ -8,7 +8,7 @@ matrix W_l of shape (n_{l-1}, n_l) and biases b_l of shape (n_l,). `params[i]` i
     z_L                              the logits; the loss takes them directly (see losses.py)
 
 The output stays a sigmoid, a_L = σ(z_L), whatever φ is. Each φ has its hand-written φ'(z)
-beside it (`activation_derivative`), read off the saved a = φ(z) where it can be:
+beside it in one `Activation` entry (ACTIVATIONS), read off the saved a = φ(z) where it can be:
 
     sigmoid   φ = σ(z)          φ'(z) = a(1 − a)
     tanh      φ = tanh(z)       φ'(z) = 1 − a²
@@ -17,57 +17,73 @@ beside it (`activation_derivative`), read off the saved a = φ(z) where it can b
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike, DTypeLike
 
-from deltaprop.choices import Choice
+from deltaprop.choices import ActivationName, Init
 
 Params = list[dict[str, jax.Array]]
-
-class Init(Choice):
-    """model.init: the weight initialization."""
-
-    xavier = "xavier"  # Glorot uniform
-    normal = "normal"  # W ~ N(0, 1/n_in) (Nielsen's network2.py weights), zero biases
-    nielsen = "nielsen"  # network2.py's default_weight_initializer: normal's W, and b ~ N(0, 1)
-
-
 INIT_SCHEMES = Init.values()
 
 
-class Activation(Choice):
-    """model.activation: φ of the hidden layers (the output layer is always σ)."""
+@dataclass(frozen=True)
+class Activation:
+    """One hidden activation: φ, its derivative φ' written by hand beside it, and the most φ'
+    can be (how much |δ| can at most keep per layer, times ‖W‖: the vanishing-gradient bound)."""
 
-    sigmoid = "sigmoid"
-    tanh = "tanh"
-    relu = "relu"
+    name: str
+    phi: Callable[[jax.Array], jax.Array]  # a = φ(z)
+    derivative: Callable[[jax.Array, jax.Array], jax.Array]  # φ'(z), from z and the saved a
+    max_derivative: float  # max over z of φ'(z)
+
+    def __str__(self) -> str:
+        return self.name
 
 
-def activate(activation: str, z: jax.Array) -> jax.Array:
+def _sigmoid_derivative(z, a):
+    return a * (1 - a)  # σ'(z) = σ(z)(1 − σ(z))
+
+
+def _tanh_derivative(z, a):
+    return 1 - a * a  # tanh'(z) = 1 − tanh²(z)
+
+
+def _relu(z):
+    return jnp.where(z > 0, z, 0)  # max(z, 0)
+
+
+def _relu_derivative(z, a):
+    return (z > 0).astype(a.dtype)  # 1 for z > 0, 0 for z ≤ 0 (as jax.grad of where)
+
+
+SIGMOID = Activation("sigmoid", jax.nn.sigmoid, _sigmoid_derivative, max_derivative=0.25)
+TANH = Activation("tanh", jnp.tanh, _tanh_derivative, max_derivative=1.0)
+RELU = Activation("relu", _relu, _relu_derivative, max_derivative=1.0)
+ACTIVATIONS = {entry.name: entry for entry in (SIGMOID, TANH, RELU)}  # by ActivationName
+
+
+def activation_named(activation: str | Activation) -> Activation:
+    """The entry for model.activation's name (an entry is returned as it is)."""
+    if isinstance(activation, Activation):
+        return activation
+    if str(activation) not in ACTIVATIONS:
+        raise ValueError(f"model.activation={str(activation)!r} must be one of "
+                         f"{', '.join(ActivationName.values())}")
+    return ACTIVATIONS[str(activation)]
+
+
+def activate(activation: str | Activation, z: jax.Array) -> jax.Array:
     """a = φ(z) for the hidden activation `activation`."""
-    if activation == "sigmoid":
-        return jax.nn.sigmoid(z)
-    if activation == "tanh":
-        return jnp.tanh(z)
-    if activation == "relu":
-        return jnp.where(z > 0, z, 0)
-    raise ValueError(f"model.activation={activation!r} must be one of "
-                     f"{', '.join(Activation.values())}")
+    return activation_named(activation).phi(z)
 
 
-def activation_derivative(activation: str, z: jax.Array, a: jax.Array) -> jax.Array:
+def activation_derivative(activation: str | Activation, z: jax.Array, a: jax.Array) -> jax.Array:
     """φ'(z) by hand, from z and the saved a = φ(z)."""
-    if activation == "sigmoid":
-        return a * (1 - a)  # σ'(z) = σ(z)(1 − σ(z))
-    if activation == "tanh":
-        return 1 - a * a  # tanh'(z) = 1 − tanh²(z)
-    if activation == "relu":
-        return (z > 0).astype(a.dtype)  # 1 for z > 0, 0 for z ≤ 0 (as jax.grad of where)
-    raise ValueError(f"model.activation={activation!r} must be one of "
-                     f"{', '.join(Activation.values())}")
+    return activation_named(activation).derivative(z, a)
 
 
 def validate_sizes(sizes: Sequence[int]) -> tuple[int, ...]:
@@ -167,7 +183,7 @@ def forward(
     params: Params,
     x: ArrayLike,
     matmul_dtype: DTypeLike | None = None,
-    activation: str = "sigmoid",
+    activation: str | Activation = "sigmoid",
 ) -> jax.Array:
     """Logits z_L of the output layer.
 
@@ -175,18 +191,18 @@ def forward(
       params: from `init_params`.
       x: (N, n_1).
       matmul_dtype: optional lower precision for the matrix products (bf16).
-      activation: φ of the hidden layers (`Activation`).
+      activation: φ of the hidden layers, a name or an `Activation` entry.
 
     Returns:
       (N, n_L) logits; σ(z_L) are the predicted probabilities.
     """
     check_batch(params, x)
-    a = jnp.asarray(x, params[0]["W"].dtype)
+    a, phi = jnp.asarray(x, params[0]["W"].dtype), activation_named(activation).phi
     for layer in params[:-1]:
-        a = activate(activation, linear(a, layer, matmul_dtype))  # a_l = φ(a_{l-1} W_l + b_l)
+        a = phi(linear(a, layer, matmul_dtype))  # a_l = φ(a_{l-1} W_l + b_l)
     return linear(a, params[-1], matmul_dtype)  # z_L = a_{L-1} W_L + b_L
 
 
-def predict_proba(params: Params, x: ArrayLike, activation: str = "sigmoid") -> jax.Array:
+def predict_proba(params: Params, x: ArrayLike, activation: str | Activation = "sigmoid") -> jax.Array:
     """a_L = σ(z_L), shape (N, n_L)."""
     return jax.nn.sigmoid(forward(params, x, activation=activation))

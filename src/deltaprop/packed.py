@@ -21,6 +21,7 @@ import numpy as np
 from jax.typing import DTypeLike
 
 from deltaprop.backprop import Products, forward_pass, manual_value_and_grad, mean_loss
+from deltaprop.model import Model, parts_of
 from deltaprop.network import Params
 from deltaprop.shuffle import permutation
 from deltaprop.training import Minibatches
@@ -153,23 +154,22 @@ def packed_products(
     )
 
 
-def packed_value_and_grad_fn(
-    grad: str, products: Products, loss: str = "bce", activation: str = "sigmoid"
-) -> Callable:
-    """(packed params, x, y) -> (losses (M,), grads): the δ recursion, or jax.grad.
+def packed_value_and_grad_fn(grad: str, products: Products, model: Model | None = None
+                             ) -> Callable:
+    """(packed params, x, y) -> (losses (M,), grads): the δ recursion, or jax.grad, for the
+    model's cost and hidden activation (None: BCE and sigmoid).
 
     With autodiff, jax.grad differentiates Σ_m L_m; members share no parameters, so its
-    gradient with respect to member m's parameters is ∂L_m/∂θ_m. `loss` and `activation` as
-    in backprop.backprop_trace.
+    gradient with respect to member m's parameters is ∂L_m/∂θ_m.
     """
+    parts = parts_of(model)
     if grad == "manual":
-        return partial(manual_value_and_grad, products=products, loss=loss,
-                       activation=activation)
+        return partial(manual_value_and_grad, products=products, **parts)
     if grad == "autodiff":
 
         def total_loss(params, x, y):
-            logits = forward_pass(params, x, products, activation)[0][-1]
-            losses = mean_loss(logits, y, loss)
+            logits = forward_pass(params, x, products, parts["activation"])[0][-1]
+            losses = mean_loss(logits, y, parts["loss"])
             return jnp.sum(losses), losses
 
         value_and_grad = jax.value_and_grad(total_loss, has_aux=True)

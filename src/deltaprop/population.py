@@ -29,16 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import DTypeLike
 
-from deltaprop.choices import Choice
 from deltaprop.network import Params, init_params
-
-
-class MemberLayout(Choice):
-    """sweep.engine: how a sweep's members are laid out (run/engines.py trains each)."""
-
-    packed = "packed"  # members on the last axis of every array (packed.py)
-    vmap = "vmap"  # jax.vmap of the single-run epoch over a leading member axis
-
 
 AXES = ("lr", "weight_decay", "momentum", "init_scale")  # a member's hyperparameters
 
@@ -64,6 +55,11 @@ class Member:
 
     def hyperparameters(self) -> dict[str, float | None]:
         return {axis: getattr(self, axis) for axis in AXES}
+
+    def identity(self) -> dict[str, Any]:
+        """{"index", "seed", "lr", "weight_decay", "momentum", "init_scale"}: who the member is,
+        as a checkpoint records it."""
+        return {"index": self.index, "seed": self.seed, **self.hyperparameters()}
 
 
 def member_grid(

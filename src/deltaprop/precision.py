@@ -14,16 +14,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from deltaprop.choices import Choice
-
-
-class PrecisionName(Choice):
-    """trainer.precision."""
-
-    float32 = "float32"
-    float64 = "float64"
-    bf16 = "bf16"
-
+from deltaprop.choices import PrecisionName
 
 PRECISIONS = PrecisionName.values()
 

@@ -18,35 +18,13 @@ import jax.numpy as jnp
 import optax
 
 from deltaprop.backprop import manual_value_and_grad
-from deltaprop.choices import Choice
 from deltaprop.losses import loss_fn
+from deltaprop.model import Model, parts_of
 from deltaprop.network import Params
+from deltaprop.settings import OptimizerSettings
 from deltaprop.shuffle import permutation
 
 ValueAndGrad = Callable[[Params, jax.Array, jax.Array], tuple[jax.Array, Params]]
-
-
-class Grad(Choice):
-    """trainer.grad: the gradient the training step uses."""
-
-    manual = "manual"  # the hand-written δ recursion (backprop.py)
-    autodiff = "autodiff"  # jax.grad of loss_fn
-
-
-class OptimizerName(Choice):
-    """optimizer.name."""
-
-    sgd = "sgd"  # the textbook's θ ← θ − η ∂L/∂θ
-    momentum = "momentum"
-    adam = "adam"
-
-
-class Schedule(Choice):
-    """optimizer.schedule: the shape of the learning rate over the run."""
-
-    constant = "constant"
-    cosine = "cosine"
-    exponential = "exponential"
 
 
 class TrainState(NamedTuple):
@@ -57,14 +35,11 @@ class TrainState(NamedTuple):
 
 
 def value_and_grad_fn(
-    grad: str = "manual",
-    matmul_dtype: Any | None = None,
-    loss: str = "bce",
-    activation: str = "sigmoid",
+    grad: str = "manual", model: Model | None = None, matmul_dtype: Any | None = None
 ) -> ValueAndGrad:
     """(params, x, y) -> (loss, ∂L/∂params) by the hand-written pass or by jax.grad, for the
-    cost `loss` (losses.Loss) and the hidden activation `activation` (network.Activation)."""
-    options = {"matmul_dtype": matmul_dtype, "loss": loss, "activation": activation}
+    model's cost and hidden activation (None: BCE and sigmoid)."""
+    options = {"matmul_dtype": matmul_dtype, **parts_of(model)}
     if grad == "manual":
         return partial(manual_value_and_grad, **options)
     if grad == "autodiff":
@@ -92,15 +67,15 @@ def unit_schedule(
 
 
 def make_optimizer(
-    optimizer_cfg: Any, steps_per_epoch: int, epochs: int
+    settings: OptimizerSettings, steps_per_epoch: int, epochs: int
 ) -> optax.GradientTransformation:
-    """An optax optimizer from the `optimizer` config group.
+    """An optax optimizer from the `optimizer` settings.
 
     The learning rate, the weight decay and (momentum, adam) the momentum — optimizer.momentum,
     or adam's b1 — are injected hyperparameters (they live in the optimizer state), so a sweep
-    can give each member its own.
+    can give each member its own, and one compiled program serves every value.
     """
-    cfg = optimizer_cfg
+    cfg = settings
     schedule = unit_schedule(
         cfg.schedule,
         steps_per_epoch * epochs,
@@ -122,16 +97,9 @@ def make_optimizer(
         )
 
     injected = {"learning_rate": cfg.lr, "weight_decay": cfg.weight_decay}
-    if run_momentum(cfg) is not None:
-        injected["momentum"] = run_momentum(cfg)
+    if cfg.momentum_value is not None:
+        injected["momentum"] = cfg.momentum_value
     return optax.inject_hyperparams(build)(**injected)
-
-
-def run_momentum(optimizer_cfg: Any) -> float | None:
-    """The momentum a run's optimizer has: optimizer.momentum (momentum), b1 (adam), None (sgd)."""
-    if optimizer_cfg.name == "momentum":
-        return float(optimizer_cfg.momentum)
-    return float(optimizer_cfg.b1) if optimizer_cfg.name == "adam" else None
 
 
 def init_train_state(params: Params, optimizer: optax.GradientTransformation, key) -> TrainState:

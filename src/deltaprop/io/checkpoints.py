@@ -4,20 +4,29 @@ One checkpoint is one orbax step directory `<run_dir>/checkpoints/<epoch>/` with
     state     every member's params, optimizer state, PRNG key data; the epoch
               (StandardSave: TensorStore/OCDBT)
     progress  per member: metrics history, best validation loss, W&B run id, divergence (JSON)
-    meta      layer sizes, dataset, feature names, optimizer, precision, the members (seeds,
-              learning rates) and the engine (JSON), checked on resume
+    meta      layer sizes, dataset, feature names, optimizer, precision, the members (seed and
+              hyperparameters of each), the engine, every setting of the run and the hash of
+              its data (JSON), compared on resume; and the digest of `state` and `progress`
+
+A step verifies itself: `meta` holds the sha256 of every state array (name, dtype, shape, bytes)
+and of the progress record, written in the same orbax commit; a restore reads the stored arrays'
+dtypes and shapes first (they must equal the run's: nothing is ever cast), then recomputes the
+digest. A step that fails is `CheckpointCorrupt`: the caller sets it aside and tries an older one.
 
 orbax writes each step into `<epoch>.orbax-checkpoint-tmp-*` and renames it when complete, so a
 kill during a save leaves the earlier steps loadable; only steps orbax reports as finalized are
 restored, and nothing is deleted but orbax's own temporaries (through orbax) and the steps its
-retention drops. A step that cannot be restored is renamed aside, never deleted. Nothing here unpickles: the arrays are TensorStore, the rest
-JSON. The data order needs no state of its own: each epoch's shuffle is split off the restored
-PRNG key. orbax is imported on first use, so a run that fails its input checks exits quickly.
+retention drops. A step that cannot be used is renamed aside, never deleted. Nothing here
+unpickles: the arrays are TensorStore, the rest JSON. The data order needs no state of its own:
+each epoch's shuffle is split off the restored PRNG key. orbax is imported on first use, so a
+run that fails its input checks exits quickly.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import logging
 import math
 from collections.abc import Sequence
@@ -38,7 +47,7 @@ if TYPE_CHECKING:
 CHECKPOINT_DIR = "checkpoints"
 COMMIT_MARKER = "commit_success.txt"  # orbax writes it last, before the atomic rename
 TMP_MARKER = ".orbax-checkpoint-tmp"
-FORMAT = "deltaprop-checkpoint/2"  # 2: a population of members
+FORMAT = "deltaprop-checkpoint/3"  # 2: a population of members; 3: verified by a digest
 _ITEMS = ("state", "progress", "meta")
 
 log = logging.getLogger(__name__)
@@ -51,6 +60,11 @@ class CheckpointError(InputError):
 class CheckpointMismatch(CheckpointError):
     """A readable checkpoint of another run: other shapes or settings (every step of that run
     would say the same, so no older step is tried)."""
+
+
+class CheckpointCorrupt(CheckpointError):
+    """A step that fails its own verification: unreadable, its arrays of other dtypes or shapes
+    than its metadata says, or other bytes than its digest (set aside; an older step is tried)."""
 
 
 @dataclass(frozen=True)
@@ -71,13 +85,16 @@ def run_metadata(
     feature_names: Sequence[str],
     optimizer: str,
     precision: str,
-    seeds: Sequence[int],
-    learning_rates: Sequence[float],
+    members: Sequence[dict[str, Any]],
     engine: str,
     **settings: Any,
 ) -> dict[str, Any]:
     """What a checkpoint must agree on with the run that restores it: the shapes of its state
-    (checked here), and any further `settings` (checked by the caller)."""
+    and its members (checked here), and any further `settings` (checked by the caller).
+
+    Args:
+      members: each member's identity, {"index", "seed", "lr", ...} (population.Member).
+    """
     return {
         "format": FORMAT,
         "sizes": [int(size) for size in sizes],
@@ -87,9 +104,8 @@ def run_metadata(
         "optimizer": str(optimizer),
         "precision": str(precision),
         "engine": str(engine),
-        "n_members": len(seeds),
-        "seeds": [int(seed) for seed in seeds],
-        "learning_rates": [float(lr) for lr in learning_rates],
+        "n_members": len(members),
+        "members": [dict(member) for member in members],
         **settings,
     }
 
@@ -178,13 +194,13 @@ def find_checkpoints(path: Path) -> list[CheckpointRef]:
     )
 
 
-def set_aside(step_dir: Path, why: str) -> Path:
-    """Rename a step directory that cannot be used to `<step>.unusable[-k]` (never deleted), so
-    that a new save of that step does not collide with it."""
+def set_aside(step_dir: Path, why: str, suffix: str = "unusable") -> Path:
+    """Rename a step directory that must not be restored to `<step>.<suffix>[-k]` (never
+    deleted), so that a new save of that step does not collide with it; one line says so."""
     step_dir = Path(step_dir)
-    target, k = step_dir.with_name(f"{step_dir.name}.unusable"), 1
+    target, k = step_dir.with_name(f"{step_dir.name}.{suffix}"), 1
     while target.exists():
-        target, k = step_dir.with_name(f"{step_dir.name}.unusable-{k}"), k + 1
+        target, k = step_dir.with_name(f"{step_dir.name}.{suffix}-{k}"), k + 1
     step_dir.rename(target)
     log.info(f"note: checkpoint {step_dir} {why}; kept as {target}")
     return target
@@ -223,6 +239,33 @@ def _state_tree(state: TrainState) -> dict[str, Any]:
     }
 
 
+def _leaf_name(path: tuple) -> str:
+    """A state leaf's name as orbax stores it: 'params.0.W', 'opt_state.0.mu.1.b', ..."""
+    parts = []
+    for key in path:
+        for attribute in ("key", "idx", "name"):  # DictKey, SequenceKey, GetAttrKey
+            if hasattr(key, attribute):
+                parts.append(str(getattr(key, attribute)))
+                break
+    return ".".join(parts)
+
+
+def _named_leaves(tree: Any) -> dict[str, Any]:
+    return {_leaf_name(path): leaf for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def state_digest(tree: dict[str, Any], progress: dict[str, Any]) -> str:
+    """sha256 over every state array (its name, dtype, shape and bytes, in name order) and the
+    progress record's JSON: equal state and record, equal digest."""
+    digest = hashlib.sha256()
+    for name, leaf in sorted(_named_leaves(tree).items()):
+        array = np.ascontiguousarray(jax.device_get(leaf))
+        digest.update(f"{name}:{array.dtype.str}:{array.shape};".encode())
+        digest.update(array.tobytes())
+    digest.update(json.dumps(progress, sort_keys=True, allow_nan=False).encode())
+    return digest.hexdigest()
+
+
 def save_checkpoint(
     manager: ocp.CheckpointManager,
     state: TrainState,
@@ -230,22 +273,31 @@ def save_checkpoint(
     progress: dict[str, Any],
     metadata: dict[str, Any],
 ) -> None:
-    """Start an (asynchronous) save of step = `epoch`, the epochs completed.
+    """Start an (asynchronous) save of step = `epoch`, the epochs completed, with its digest.
 
     `progress` is any JSON-able record of the run so far; its non-finite floats are stored as the
     strings "float:nan", "float:inf", "float:-inf" (strict JSON, and restored exactly).
     Call `manager.wait_until_finished()` before relying on it (the next save waits by itself).
+
+    Raises:
+      CheckpointError: orbax declined to save the step (it would otherwise be skipped silently).
     """
     import orbax.checkpoint as ocp
 
-    manager.save(
+    tree, progress = _state_tree(state), _encode_floats(progress)
+    meta = {**metadata, "key_impl": str(jax.random.key_impl(state.key)),
+            "digest": state_digest(tree, progress)}
+    saved = manager.save(
         epoch,
         args=ocp.args.Composite(
-            state=ocp.args.StandardSave(_state_tree(state)),
-            progress=ocp.args.JsonSave(_encode_floats(progress)),
-            meta=ocp.args.JsonSave({**metadata, "key_impl": str(jax.random.key_impl(state.key))}),
+            state=ocp.args.StandardSave(tree),
+            progress=ocp.args.JsonSave(progress),
+            meta=ocp.args.JsonSave(meta),
         ),
     )
+    if not saved:
+        raise CheckpointError(f"checkpoint step {epoch} was not saved in {manager.directory} "
+                              "(a step of that number is already there)")
 
 
 # Compared in this order, so the message names the root cause (other data before other sizes).
@@ -259,13 +311,16 @@ _CHECKED = (
     ("precision", "precision"),
     ("engine", "engine"),
     ("n_members", "members"),
+    ("members", "members (their indices in the grid, seeds and init scales)"),
 )
 
 
 def check_compatible(found: dict[str, Any], expected: dict[str, Any], where: Path) -> None:
-    """Raise CheckpointError naming the first field where the checkpoint and this run differ."""
+    """Raise CheckpointMismatch naming the first field where the checkpoint and this run differ."""
     for key, label in _CHECKED:
         theirs, ours = found.get(key), expected.get(key)
+        if key == "members":  # who they are; their lr, weight decay, momentum: run/resume.py
+            theirs, ours = _who(theirs), _who(ours)
         if theirs == ours:
             continue
         if key == "n_features":
@@ -273,20 +328,40 @@ def check_compatible(found: dict[str, Any], expected: dict[str, Any], where: Pat
                 f"its model expects {theirs} input features (sizes[0]), "
                 f"but the data have {ours}"
             )
+        elif key == "format":
+            detail = (f"it was written as {theirs!r}, this deltaprop reads {ours!r} (older "
+                      "checkpoints carry no digest to verify; resume them with the deltaprop "
+                      "that wrote them)")
+        elif key == "members":
+            detail = _first_member_difference(theirs or [], ours or [])
         else:
             detail = f"it has {label} {theirs!r}, but this run has {ours!r}"
         raise CheckpointMismatch(f"checkpoint {where} does not match this run: {detail}")
+
+
+def _who(members: list[dict] | None) -> list[dict]:
+    return [{key: member.get(key) for key in ("index", "seed", "init_scale")}
+            for member in members or []]
+
+
+def _first_member_difference(theirs: list[dict], ours: list[dict]) -> str:
+    for position, (saved, run) in enumerate(zip(theirs, ours)):
+        if saved != run:
+            return f"its member {position} is {saved}, this run's is {run}"
+    return f"it has {len(theirs)} members, this run has {len(ours)}"
 
 
 def _restore(ref: CheckpointRef, **items: Any) -> Any:
     """Restore some items of one step with a plain orbax Checkpointer (no pickle handler)."""
     import orbax.checkpoint as ocp
 
-    checkpointer = ocp.Checkpointer(ocp.CompositeCheckpointHandler())
+    checkpointer = ocp.Checkpointer(ocp.CompositeCheckpointHandler(*items))
     try:
-        return checkpointer.restore(ref.path.absolute(), args=ocp.args.Composite(**items))
+        with quiet_orbax_logs(logging.ERROR):  # "item found but not restored": the others
+            return checkpointer.restore(ref.path.absolute(), args=ocp.args.Composite(**items))
     except Exception as error:  # orbax raises many types for a corrupt or foreign directory
-        raise CheckpointError(f"cannot read checkpoint {ref.path}: {error}") from error
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise CheckpointCorrupt(f"cannot read checkpoint {ref.path}: {message}") from error
     finally:
         checkpointer.close()
 
@@ -305,35 +380,70 @@ def read_progress(ref: CheckpointRef) -> dict[str, Any]:
     return _decode_floats(dict(_restore(ref, progress=ocp.args.JsonRestore()).progress))
 
 
+def _check_stored_arrays(ref: CheckpointRef, like: dict[str, Any]) -> None:
+    """Every stored array has the name, dtype and shape of the run's: nothing is cast.
+
+    Raises:
+      CheckpointCorrupt: naming the first array that differs (or is missing, or extra).
+    """
+    import orbax.checkpoint as ocp
+
+    try:
+        with quiet_orbax_logs(logging.ERROR):
+            stored = ocp.StandardCheckpointHandler().metadata(ref.path.absolute() / "state")
+        stored = {meta.name: meta for meta in jax.tree.leaves(
+            stored.tree, is_leaf=lambda leaf: hasattr(leaf, "dtype"))}
+    except Exception as error:  # orbax raises many types for a corrupt or foreign directory
+        raise CheckpointCorrupt(f"cannot read checkpoint {ref.path}: {error}") from error
+    expected = {name: (np.dtype(leaf.dtype), tuple(leaf.shape))
+                for name, leaf in _named_leaves(like).items()}
+    for name in sorted(set(expected) | set(stored)):
+        found = stored.get(name)
+        found = None if found is None else (np.dtype(found.dtype), tuple(found.shape))
+        if found != expected.get(name):
+            def shown(entry):
+                return "no such array" if entry is None else f"{entry[0]} {entry[1]}"
+            raise CheckpointCorrupt(
+                f"checkpoint {ref.path} holds {name} as {shown(found)}, but this run's state "
+                f"has {shown(expected.get(name))} (arrays are never cast)")
+
+
 def restore_checkpoint(
     ref: CheckpointRef, like: TrainState, expected: dict[str, Any]
 ) -> tuple[TrainState, dict[str, Any], dict[str, Any]]:
-    """Restore one checkpoint into the structure, dtypes and shardings of `like`.
+    """Restore one checkpoint into the structure, dtypes and shardings of `like`, verified.
 
-    The metadata are compared with `expected` (run_metadata of this run) before any array is read.
+    The metadata are compared with `expected` (run_metadata of this run) and the stored arrays'
+    dtypes and shapes with `like`'s before any array is read; then the digest is recomputed.
 
     Returns:
       (state, progress, metadata): progress is the JSON record given to `save_checkpoint`.
 
     Raises:
-      CheckpointError: mismatched architecture/dataset/optimizer/precision/members/engine, or
-        unreadable.
+      CheckpointMismatch: another run's checkpoint (architecture, dataset, optimizer,
+        precision, members, engine).
+      CheckpointCorrupt: unreadable, arrays unlike the run's, or bytes unlike its digest.
     """
     import orbax.checkpoint as ocp
 
     metadata = read_metadata(ref)
     check_compatible(metadata, expected, ref.path)
-    target = jax.tree.map(ocp.utils.to_shape_dtype_struct, _state_tree(like))
+    like_tree = _state_tree(like)
+    _check_stored_arrays(ref, like_tree)
+    target = jax.tree.map(ocp.utils.to_shape_dtype_struct, like_tree)
     restored = _restore(
         ref, state=ocp.args.StandardRestore(target), progress=ocp.args.JsonRestore()
     )
-    tree = restored.state
+    tree, progress = restored.state, dict(restored.progress)
+    if state_digest(tree, progress) != metadata.get("digest"):
+        raise CheckpointCorrupt(f"checkpoint {ref.path} fails verification: its arrays or "
+                                "progress record differ from the digest saved with them")
     key = jax.random.wrap_key_data(tree["key"], impl=metadata.get("key_impl", "threefry2x32"))
     state = TrainState(tree["params"], tree["opt_state"], key, tree["epoch"])
     epoch = int(np.max(np.asarray(state.epoch)))
     if epoch != ref.step:
-        raise CheckpointError(f"checkpoint {ref.path} holds epoch {epoch}, not {ref.step}")
-    return state, _decode_floats(dict(restored.progress)), metadata
+        raise CheckpointCorrupt(f"checkpoint {ref.path} holds epoch {epoch}, not {ref.step}")
+    return state, _decode_floats(progress), metadata
 
 
 _NON_FINITE = {"float:nan": math.nan, "float:inf": math.inf, "float:-inf": -math.inf}

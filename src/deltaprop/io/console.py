@@ -15,8 +15,6 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 
-from omegaconf import DictConfig, OmegaConf
-
 PACKAGE_LOGGER = logging.getLogger("deltaprop")
 
 
@@ -80,8 +78,9 @@ def is_terminal() -> bool:
     return sys.stderr.isatty()
 
 
-def config_tree(cfg: DictConfig) -> str:
-    """The composed config as a tree, one branch per group (rich), for the start of a run."""
+def config_tree(config: dict) -> str:
+    """The config (settings.plain of the settings) as a tree, one branch per group (rich), for
+    the start of a run."""
     from rich.console import Console
     from rich.tree import Tree
 
@@ -90,8 +89,7 @@ def config_tree(cfg: DictConfig) -> str:
         return f"{key}: {json.dumps(value) if plain else value}"
 
     tree = Tree("config", guide_style="dim")
-    container = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
-    for key, value in container.items():
+    for key, value in config.items():
         if isinstance(value, dict) and value:
             branch = tree.add(key)
             for name, item in value.items():

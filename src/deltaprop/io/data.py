@@ -26,26 +26,10 @@ from typing import Any
 
 import numpy as np
 
-from deltaprop.choices import Choice
 from deltaprop.errors import InputError
 
 # Distinct bad label values listed in an error message before it says "...".
 _MAX_VALUES_SHOWN = 10
-
-
-class DatasetName(Choice):
-    """dataset.name: what `load_dataset` can load (nothing is downloaded)."""
-
-    moons = "moons"
-    circles = "circles"
-    xor = "xor"
-    xor_table = "xor_table"  # the Boolean truth table: four examples
-    spirals = "spirals"
-    blobs = "blobs"
-    breast_cancer = "breast_cancer"  # bundled with scikit-learn
-    digits_binary = "digits_binary"  # bundled with scikit-learn: odd digits
-    digits = "digits"  # bundled with scikit-learn: 10 classes, one sigmoid output each
-    csv = "csv"  # the user's file (dataset.path, dataset.label)
 
 
 class DataError(InputError):

@@ -14,20 +14,12 @@ import os
 import socket
 from pathlib import Path
 
-from deltaprop.choices import Choice
 from deltaprop.errors import InputError
 
 LOCK_NAME = ".deltaprop.lock"
 # What a run leaves in its directory (Hydra's own .hydra/ and train.log do not count).
 OUTPUTS = ("summary.json", "metrics.jsonl", "params.safetensors", "members.csv", "members.json",
            "members", "checkpoints")
-
-
-class RunDirExists(Choice):
-    """run_dir_exists: what to do with a run directory that holds an earlier run's outputs."""
-
-    error = "error"  # refuse (unless resuming it)
-    overwrite = "overwrite"
 
 
 class RunDirError(InputError):
@@ -52,13 +44,39 @@ def check_run_dir(run_dir: Path, resuming: bool, exists: str = "error") -> None:
 
 
 @contextlib.contextmanager
+def open_run_dir(run_dir: Path, enabled: bool = True):
+    """Create the run directory and hold its lock for the body (`enabled`: this process writes).
+
+    Raises:
+      RunDirError: one line naming the directory and why it cannot be used (a file is in the
+        way, it is read-only, the disk is full, ...), or that another run holds it.
+    """
+    if not enabled:
+        yield
+        return
+    run_dir = Path(run_dir)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise RunDirError(f"cannot create the run directory {run_dir}: "
+                          f"{error.strerror or error}") from None
+    with run_dir_lock(run_dir):
+        yield
+
+
+@contextlib.contextmanager
 def run_dir_lock(run_dir: Path, enabled: bool = True):
     """Hold the run directory's lock for the body; RunDirError if another process holds it."""
     if not enabled:
         yield
         return
     path = Path(run_dir) / LOCK_NAME
-    with open(path, "a+") as file:
+    try:
+        file = open(path, "a+")  # noqa: SIM115  (closed below, however the run ends)
+    except OSError as error:
+        raise RunDirError(f"cannot write to the run directory {run_dir}: "
+                          f"{error.strerror or error}") from None
+    with file:
         try:
             fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -7,6 +7,7 @@ Nothing here is ever called from inside jitted code.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import netrc
 import os
@@ -16,24 +17,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from deltaprop.choices import Choice
+from deltaprop.choices import LoggerMode
 
 log = logging.getLogger(__name__)
-
-
-class LoggerName(Choice):
-    """logger.name."""
-
-    wandb = "wandb"
-    none = "none"
-
-
-class LoggerMode(Choice):
-    """logger.mode: W&B's mode."""
-
-    offline = "offline"  # stored under the run directory; `wandb sync` uploads it later
-    online = "online"
-    disabled = "disabled"
 
 
 class NullLogger:
@@ -170,9 +156,7 @@ def resolve_mode(logger_cfg: Any) -> Any:
         return logger_cfg
     log.warning(f"warning: logger.mode=online, but {problem}; logging offline instead "
           "(upload later with: wandb sync <run dir>/wandb/offline-run-*)")
-    from omegaconf import OmegaConf
-
-    return OmegaConf.merge(logger_cfg, {"mode": "offline"})
+    return dataclasses.replace(logger_cfg, mode=LoggerMode.offline)
 
 
 def _has_api_key(host: str) -> bool:

@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from deltaprop.errors import InputError
-from deltaprop.io.config import parse_block
 from deltaprop.metrics import aggregate
 from deltaprop.run import outputs
+from deltaprop.settings import parse_block
 
 log = logging.getLogger(__name__)
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -41,14 +42,14 @@ from deltaprop.io.data import Splits, preprocessing_metadata
 from deltaprop.io.files import save_params, write_csv, write_json, write_jsonl
 from deltaprop.io.tracking import NullLogger
 from deltaprop.metrics import IDENTITY, metric_keys, summarize_by_point
-from deltaprop.network import Params, forward
+from deltaprop.model import Model
+from deltaprop.network import Activation, Params, forward
 from deltaprop.population import Member
 
 BY_POINT_KEYS = ("val/best_loss", "val/acc", "test/acc")
 DECISION_GRID_CHUNK = 8192  # at most this many grid points per forward pass of the plot
 
 log = logging.getLogger(__name__)
-DEFAULT_MODEL = {"loss": "bce", "activation": "sigmoid"}  # parameter files from before both
 
 
 def write_run_outputs(
@@ -59,17 +60,16 @@ def write_run_outputs(
     splits: Splits,
     logger: NullLogger,
     step: int,
-    figures: bool = True,
-    model: dict[str, str] | None = None,
+    figures: bool,
+    model: Model,
 ) -> None:
-    """A single run: metrics history, summary, plots (unless not `figures`) and parameters (and
-    the same to W&B). `model` ({"loss": ..., "activation": ...}) goes into the parameter file's
-    metadata beside the standardizer: what it takes to apply the network."""
-    model = model or DEFAULT_MODEL
+    """A single run: parameters, metrics history, summary, then plots (unless not `figures`),
+    and the same to W&B. The model's cost and activation go into the parameter file's metadata
+    beside the standardizer: what it takes to apply the network."""
+    params_path = save_params(params, run_dir / "params.safetensors",
+                              preprocessing_metadata(splits) | model.names)
     write_jsonl(run_dir / "metrics.jsonl", history)
     write_json(run_dir / "summary.json", final)
-    params_path = save_params(params, run_dir / "params.safetensors",
-                              preprocessing_metadata(splits) | model)
     logger.log_model(params_path, final)
     if not figures:
         return
@@ -79,7 +79,7 @@ def write_run_outputs(
     }
     if splits.x_train.shape[1] == 2:
         figures_to_draw["decision_boundary"] = lambda path: plots.plot_decision_boundary(
-            _chunked_probabilities(params, model["activation"]), splits.x_train, splits.y_train, path
+            _chunked_probabilities(params, model.activation), splits.x_train, splits.y_train, path
         )
     images = {f"plots/{name}": path for name, draw in figures_to_draw.items()
               if (path := _drawn(draw, run_dir / f"{name}.png")) is not None}
@@ -95,16 +95,19 @@ def _drawn(draw, path: Path) -> Path | None:
         return None
 
 
-def _chunked_probabilities(params: Params, activation: str = "sigmoid"):
+@partial(jax.jit, static_argnames="activation")
+def _probabilities(params: Params, x: jax.Array, activation: Activation) -> jax.Array:
+    return jax.nn.sigmoid(forward(params, x, activation=activation))  # a_L = σ(z_L)
+
+
+def _chunked_probabilities(params: Params, activation: Activation):
     """grid (G, 2) -> σ(z_L) (G, 1), a chunk of the grid at a time."""
-    predict = jax.jit(lambda p, x: jax.nn.sigmoid(forward(p, x, activation=activation)))
     dtype = params[0]["W"].dtype
 
     def probabilities(grid: np.ndarray) -> np.ndarray:
         chunks = np.array_split(grid, -(-len(grid) // DECISION_GRID_CHUNK))  # near-equal sizes
-        return np.concatenate(
-            [np.asarray(predict(params, jnp.asarray(chunk, dtype))) for chunk in chunks]
-        )
+        return np.concatenate([np.asarray(_probabilities(
+            params, jnp.asarray(chunk, dtype), activation)) for chunk in chunks])
 
     return probabilities
 
@@ -128,10 +131,10 @@ def write_sweep_outputs(
     finals: list[dict[str, Any]],
     params: Params,
     summary: dict[str, Any],
-    figures: bool = True,
-    splits: Splits | None = None,
-    model: dict[str, str] | None = None,
-    grid: dict[str, Any] | None = None,
+    figures: bool,
+    splits: Splits,
+    model: Model,
+    grid: dict[str, Any],
 ) -> tuple[list[dict[str, Any]], dict[str, Path]]:
     """Every member's directory, the member tables, the summary and (if `figures`) the curves.
 
@@ -150,16 +153,14 @@ def write_sweep_outputs(
     for position, (member, history, final) in enumerate(zip(members, histories, finals)):
         directory = run_dir / "members" / f"member_{member.index}"
         directory.mkdir(parents=True, exist_ok=True)
-        write_jsonl(directory / "metrics.jsonl", history)
-        write_json(directory / "summary.json", final)
         member_params = [{name: leaf[position] for name, leaf in layer.items()}
                          for layer in params]
         paths[f"members/{member.index}"] = save_params(
             member_params, directory / "params.safetensors",
-            None if splits is None else preprocessing_metadata(splits) | (model or DEFAULT_MODEL),
-        )
-    if grid is not None:
-        write_json(run_dir / "grid.json", grid)
+            preprocessing_metadata(splits) | model.names | {"diverged": final["diverged"]})
+        write_jsonl(directory / "metrics.jsonl", history)
+        write_json(directory / "summary.json", final)
+    write_json(run_dir / "grid.json", grid)
     by_point = write_member_tables(run_dir, finals, summary, members[0].swept)
     if figures:
         curves = _drawn(lambda path: plots.plot_sweep_curves(

@@ -30,7 +30,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from deltaprop.io.config import ConfigError
+from deltaprop.errors import ConfigError
 
 DATA_AXIS = "data"
 

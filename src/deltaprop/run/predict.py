@@ -43,17 +43,18 @@ import jax.numpy as jnp
 import numpy as np
 from omegaconf import DictConfig
 
+from deltaprop.choices import ActivationName, LossName
 from deltaprop.diagnostics import evaluate
 from deltaprop.errors import InputError
-from deltaprop.io.config import validate_config
 from deltaprop.io.console import console_output
 from deltaprop.io.data import Dataset, Standardizer, load_prediction_data
 from deltaprop.io.files import load_params_and_metadata, write_csv, write_json
-from deltaprop.losses import Loss
 from deltaprop.metrics import split_metrics
-from deltaprop.network import Activation, Params, layer_sizes, predict_proba
+from deltaprop.model import Model
+from deltaprop.network import Params, layer_sizes, predict_proba
 from deltaprop.precision import float64_scope
-from deltaprop.run.setup import data_seed, resolve_run_dir
+from deltaprop.run.config import read
+from deltaprop.run.setup import resolve_run_dir
 
 log = logging.getLogger(__name__)
 
@@ -86,17 +87,17 @@ def predict_from_config(cfg: DictConfig) -> dict[str, float]:
 
 
 def _predict(cfg: DictConfig) -> dict[str, float]:
-    validate_config(cfg)
-    params_path = find_params(cfg.get("run"))
-    params, standardizer, features, labels, network = load_model(params_path)
-    data = load_prediction_data(cfg.dataset, data_seed(cfg), labels)
+    settings = read(cfg)
+    params_path = find_params(settings.run)
+    params, standardizer, features, labels, model = load_model(params_path)
+    data = load_prediction_data(settings.dataset, settings.data_seed, labels)
     check_features(data, features, params_path)
 
     x = standardizer.transform(data.x)  # (N, n_features): the training split's (x − mean) / std
     probabilities, metrics = _apply(params, x, data.y if data.y.shape[1] else None, labels,
-                                    **network)
+                                    model)
 
-    out_dir = resolve_run_dir(cfg)
+    out_dir = resolve_run_dir(settings)
     out_dir.mkdir(parents=True, exist_ok=True)
     columns = [f"probability_{name}" for name in labels] + [f"predicted_{name}" for name in labels]
     predicted = (probabilities > THRESHOLD).astype(int)
@@ -148,9 +149,9 @@ def find_params(run: Any) -> Path:
 
 
 def load_model(params_path: Path) -> tuple[Params, Standardizer, tuple[str, ...],
-                                          tuple[str, ...], dict[str, str]]:
-    """(params, standardizer, feature names, label names, {"loss", "activation"}) from a
-    training run's parameter file (files from before costs and activations: bce, sigmoid).
+                                          tuple[str, ...], Model]:
+    """(params, standardizer, feature names, label names, the model) from a training run's
+    parameter file (files from before costs and activations: bce, sigmoid).
 
     Raises:
       PredictError: a file without the standardizer (from before deltaprop saved it), or one
@@ -185,11 +186,12 @@ def load_model(params_path: Path) -> tuple[Params, Standardizer, tuple[str, ...]
             f"feature_names {_shown(features)}, label_names {_shown(labels)}, standardizer "
             f"mean {mean.shape} and std {std.shape} (must be ({sizes[0]},), finite, std > 0)"
         )
-    network = {"loss": metadata.get("loss", "bce"),
-               "activation": metadata.get("activation", "sigmoid")}
-    if network["loss"] not in Loss.values() or network["activation"] not in Activation.values():
-        raise PredictError(f"{params_path}: unknown cost or activation in its metadata: {network}")
-    return params, Standardizer(mean=mean, std=std), tuple(features), tuple(labels), network
+    loss, activation = metadata.get("loss", "bce"), metadata.get("activation", "sigmoid")
+    if loss not in LossName.values() or activation not in ActivationName.values():
+        raise PredictError(f"{params_path}: unknown cost or activation in its metadata: "
+                           f"loss={loss!r}, activation={activation!r}")
+    model = Model.named(sizes, loss, activation)
+    return params, Standardizer(mean=mean, std=std), tuple(features), tuple(labels), model
 
 
 def check_features(data: Dataset, features: tuple[str, ...], params_path: Path) -> None:
@@ -219,7 +221,7 @@ def _shown(names: Any) -> str:
 
 
 def _apply(params: Params, x: np.ndarray, y: np.ndarray | None, labels: tuple[str, ...],
-           loss: str = "bce", activation: str = "sigmoid"):
+           model: Model):
     """(probabilities (N, n_L) float64, metrics) of the model on standardized x, in the dtype of
     its parameters; metrics {} without labels (several outputs: also per output, by `labels`)."""
     dtype = params[0]["W"].dtype
@@ -228,11 +230,11 @@ def _apply(params: Params, x: np.ndarray, y: np.ndarray | None, labels: tuple[st
         device_params = jax.tree.map(jnp.asarray, params)
         inputs = jnp.asarray(x, dtype)
         probabilities = np.asarray(
-            jax.jit(partial(predict_proba, activation=activation))(device_params, inputs),
+            jax.jit(partial(predict_proba, activation=model.activation))(device_params, inputs),
             np.float64)
         if y is None:
             return probabilities, {}
-        score = jax.jit(partial(evaluate, loss=loss, activation=activation))
+        score = jax.jit(partial(evaluate, model=model))
         result = jax.device_get(score(device_params, inputs, jnp.asarray(y, dtype)))
     # split_metrics takes a population (member axis first): this model is a population of one.
     columns = split_metrics({key: np.asarray(value)[None] for key, value in result.items()}, y,

@@ -1,49 +1,54 @@
-"""`train(cfg)`: run one configured experiment, a single run or a sweep, and return its metrics.
+"""`train(cfg)`: run one configured experiment, a single run or a sweep, and return the run.
 
-    validate_config(cfg)                        # once, before anything is written
-    setup  = RunSetup.from_config(cfg)          # data, sizes, optimizer, members, run directory
-    engine, place = _engine(cfg, setup)         # single | vmap | packed; place: on the devices
-    with Recorder(cfg, setup, engine) as record:
-        state = record.restore_or(place(engine.init()))
-        state = run_epochs(record, engine, state)
-        return record.finish(state)
+    settings = read(cfg)                          # the config, once, as frozen values
+    setup = RunSetup.create(settings.training())  # data, model, members, engine spec: checked
+    engine = make_engine(setup.engine)            # compiled once per shape, cached
+    with Checkpoints(setup) as ..., Tracker(setup) as ...:
+        return run_epochs(setup, engine, checkpoints, tracker)      # loop.py
 
 A single run is a population of one member; a sweep (trainer.num_seeds=K, sweep.lr=[...]) is
-K × L members trained as one program. Both go through the same loop (loop.py), so both
-checkpoint, resume exactly, guard against NaN, train data parallel and write their outputs the
-same way (outputs.py has the run directory's files).
+K × L members trained as one program. Both go through the same loop, so both checkpoint,
+resume exactly, guard against NaN, train data parallel and write their outputs the same way.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 
 import jax
-from omegaconf import DictConfig
 
-from deltaprop.io import checkpoints
-from deltaprop.io.config import validate_config
+from deltaprop.errors import EXIT_INTERRUPTED
+from deltaprop.io.checkpoints import quiet_orbax_logs
 from deltaprop.io.console import config_tree, console_output
-from deltaprop.io.rundir import run_dir_lock
+from deltaprop.io.rundir import open_run_dir
 from deltaprop.nan_guard import TrainingDiverged, debug_nans_scope
 from deltaprop.precision import precision_scope
 from deltaprop.run import parallel
-from deltaprop.run.engines import EngineSpec, make_engine
-from deltaprop.run.loop import Recorder, run_epochs
+from deltaprop.run.checkpointing import Checkpoints
+from deltaprop.run.config import read
+from deltaprop.run.engines import make_engine
+from deltaprop.run.loop import run_epochs
+from deltaprop.run.result import RunResult
 from deltaprop.run.resume import check_resume_changes
 from deltaprop.run.setup import RunSetup, describe_environment, jax_environment
+from deltaprop.run.tracker import Tracker
+from deltaprop.settings import plain
 
 __all__ = ["TrainingDiverged", "train"]
 log = logging.getLogger(__name__)
 
 
-def train(cfg: DictConfig) -> dict[str, Any]:
-    """Train the configured population; return the final metrics (val/best_loss, test/acc, ...).
+def train(cfg: Any) -> RunResult:
+    """Train the configured population; return the run (a mapping over its final metrics:
+    val/best_loss, test/acc, ...; see RunResult).
 
-    A single run returns its final metrics; a sweep the mean over its finite members of each,
-    with its objective (cfg.objective) taken from the best learning rate, and sweep/members,
-    sweep/diverged, sweep/best_lr.
+    A single run's metrics are its final ones; a sweep's the mean over the finite members of
+    its best grid point (cfg.objective), with sweep/members, sweep/diverged, sweep/best_lr.
+
+    Args:
+      cfg: a composed config (deltaprop.compose, a Hydra app's), or settings.Config.
 
     Raises:
       InputError (ConfigError, DataError, CheckpointError, RunDirError): bad input, an unusable
@@ -54,50 +59,33 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         checkpointing is on.
     """
     with console_output():
-        validate_config(cfg)
-        check_resume_changes(cfg)
-        if cfg.trainer.distributed:
+        settings = read(cfg).training()
+        check_resume_changes(settings)
+        if settings.trainer.distributed:
             parallel.initialize_distributed()
         if jax.process_index() == 0:
-            if cfg.print_config:
-                log.info(config_tree(cfg))
+            if settings.print_config:
+                log.info(config_tree(plain(settings)))
             log.info(describe_environment(jax_environment()))
-        return _train(cfg)
+        with (precision_scope(settings.trainer.precision), quiet_orbax_logs(),
+              debug_nans_scope(settings.trainer.debug_nans)):
+            setup = RunSetup.create(settings)
+            engine = make_engine(setup.engine)
+            checkpoints = Checkpoints(setup)  # finds what trainer.resume names, or refuses
+            with open_run_dir(setup.run_dir, enabled=jax.process_index() == 0), \
+                    _closing(checkpoints, Tracker(setup)) as tracker:
+                return run_epochs(setup, engine, checkpoints, tracker)
 
 
-def _train(cfg: DictConfig) -> dict[str, Any]:
-    with (
-        precision_scope(cfg.trainer.precision),
-        checkpoints.quiet_orbax_logs(),
-        debug_nans_scope(cfg.trainer.debug_nans),
-    ):
-        setup = RunSetup.from_config(cfg)
-        engine, place = _engine(cfg, setup)
-        with (
-            run_dir_lock(setup.run_dir, enabled=jax.process_index() == 0),
-            Recorder(cfg, setup, engine) as record,
-        ):
-            state = record.restore_or(place(engine.init()))
-            state = run_epochs(record, engine, state)
-            return record.finish(state)
-
-
-def _engine(cfg: DictConfig, setup: RunSetup):
-    """The engine, and how to place its state (replicated on every device, data parallel)."""
-    mesh = setup.mesh
-    member_mesh = parallel.member_mesh() if cfg.sweep.shard_members else None
-    spec = EngineSpec(
-        members=setup.members, sizes=setup.sizes, init=cfg.model.init,
-        precision=setup.precision, optimizer=setup.optimizer, grad=cfg.trainer.grad,
-        batch_size=cfg.trainer.batch_size,
-        batch_sharding=None if mesh is None else parallel.batch_sharding(mesh),
-        limit_batches=cfg.trainer.limit_batches, loss=cfg.loss,
-        activation=cfg.model.activation, member_chunk=cfg.sweep.member_chunk,
-        member_mesh=member_mesh,
-    )
-    engine = make_engine(setup.engine, spec)
-    if member_mesh is not None:
-        return engine, lambda state: parallel.shard_members(state, member_mesh,
-                                                            engine.member_axis_of)
-    place = (lambda state: state) if mesh is None else (lambda state: parallel.replicate(state, mesh))
-    return engine, place
+@contextlib.contextmanager
+def _closing(checkpoints: Checkpoints, tracker: Tracker):
+    """However the run ends: a save in flight completes, W&B runs still open are finished
+    (failed, or interrupted)."""
+    try:
+        yield tracker
+    except BaseException as error:
+        checkpoints.close()
+        tracker.close(EXIT_INTERRUPTED if isinstance(error, KeyboardInterrupt) else 1)
+        raise
+    finally:
+        checkpoints.close()

@@ -27,18 +27,9 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from deltaprop.backprop import dense_products, forward_pass, manual_grad
-from deltaprop.choices import Choice
+from deltaprop.choices import Bug
 from deltaprop.errors import InputError
 from deltaprop.network import Params
-
-
-class Bug(Choice):
-    """gradcheck.inject: the mistake put into the backward pass under check."""
-
-    none = "none"
-    drop_sigma_prime = "drop_sigma_prime"
-    missing_mean = "missing_mean"
-    transposed_w = "transposed_w"
 
 
 def bug_layer(bug: Bug | str, sizes: Sequence[int]) -> int:

@@ -12,21 +12,19 @@ From w = b = 2 the output is badly wrong and saturated, σ'(4) ≈ 0.018, so the
 barely moves it for the first hundred or so epochs while the cross-entropy takes it down at once.
 
 `neuron_curves` is pure (jax only): one neuron, one cost, every epoch; `slowdown_runs` runs every
-start with both costs; `summary_lines` measures the gap; `learning_slowdown_command` is the Hydra
-task of experiments/learning_slowdown.py (the figure and the JSON go to its run directory).
+start with both costs; `summary_lines` measures the gap; the command
+`deltaprop-learning-slowdown` (cli/teaching.py) writes the figure and the JSON to its run directory.
 """
 
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from omegaconf import DictConfig
 
 from deltaprop.backprop import manual_grad
 from deltaprop.losses import loss_fn
@@ -137,43 +135,3 @@ def curves_json(runs: Sequence[NeuronRun], settings: dict[str, Any], y: float, t
         "cost": run.cost.tolist(), "output": run.output.tolist(),
         "w": run.weight.tolist(), "b": run.bias.tolist(),
     } for run in runs]}
-
-
-def learning_slowdown_command(cfg: DictConfig) -> dict[str, Any]:
-    """experiments/learning_slowdown.py: train, print the measures, write learning_slowdown.png
-    and learning_slowdown.json to the run directory; exit 2 on bad input. Returns the JSON."""
-    from deltaprop.cli import fail
-    from deltaprop.errors import EXIT_BAD_INPUT, InputError
-    from deltaprop.io.config import validate_config
-    from deltaprop.io.console import console_output
-    from deltaprop.io.files import write_json
-    from deltaprop.io.plots import plot_learning_slowdown
-    from deltaprop.run.setup import resolve_run_dir
-
-    with console_output():
-        try:
-            validate_config(cfg)
-        except InputError as error:
-            fail(error, EXIT_BAD_INPUT)
-        settings = cfg.learning_slowdown
-        x, y, threshold = float(settings.x), float(settings.y), float(settings.threshold)
-        learning_rate, epochs = float(cfg.optimizer.lr), int(settings.epochs)
-        report_epoch = int(settings.report_epoch)
-        runs = slowdown_runs([list(start) for start in settings.starts], x, y, learning_rate,
-                             epochs)
-        run_dir = resolve_run_dir(cfg)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        figure = plot_learning_slowdown(
-            {run_label(run): {"cost": run.cost, "output": run.output} for run in runs},
-            run_dir / FIGURE_NAME, title=f"one sigmoid neuron, x = {x:g} -> y = {y:g}, "
-                                         f"eta = {learning_rate:g}")
-        data = curves_json(runs, {"x": x, "y": y, "learning_rate": learning_rate,
-                                  "epochs": epochs, "threshold": threshold}, y, threshold,
-                           report_epoch)
-        written = write_json(run_dir / CURVES_NAME, data)
-        log.info(f"learning slowdown: one sigmoid neuron, x = {x:g} -> y = {y:g}, "
-                 f"eta = {learning_rate:g}, {epochs} epochs, gradients by manual_grad")
-        log.info("\n".join(summary_lines(runs, y, threshold, report_epoch)))
-        log.info(f"figure: {figure.resolve()}\ncurves: {written.resolve()}")
-    sys.stdout.flush()
-    return data

@@ -12,13 +12,12 @@ elements (backprop.py). So C = n_L·L and, layer by layer,
     ∂C/∂b^l = n_L · ∂L/∂b_l = n_L · Σ_batch δ_l        (δ_l = ∂L/∂z_l of the mean loss)
 
 `layer_speeds` is pure (jax only); `speed_table` and `format_table` build and print the table;
-`speed_of_learning_command` is the Hydra task of experiments/speed_of_learning.py.
+the command `deltaprop-speed-of-learning` (cli/teaching.py) runs them on the configured data.
 """
 
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
@@ -26,7 +25,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike, DTypeLike
-from omegaconf import DictConfig
 
 from deltaprop.backprop import manual_grad
 from deltaprop.network import Params
@@ -142,62 +140,3 @@ def format_table(rows: Sequence[SpeedRow]) -> str:
             ratio += f" (Nielsen {first_to_last_ratio(rows, hidden, epoch, published=True):.1f}x)"
         lines.append(f"{'':<22} {ratio}")
     return "\n".join(lines)
-
-
-def speed_of_learning_from_config(cfg: DictConfig) -> list[SpeedRow]:
-    """The table for the configured data (its standardized training split, first
-    speed_of_learning.n_images rows), model.init and speed_of_learning.seeds seeds from `seed`;
-    with speed_of_learning.train_epochs = E also after 1..E epochs of the configured training
-    (`trained_params`: the whole training split, optimizer and trainer settings of the config).
-
-    Raises:
-      InputError: a bad config value or bad data.
-    """
-    from deltaprop.io.config import validate_config
-    from deltaprop.precision import float64_scope
-    from deltaprop.run.setup import prepare_data, trained_params
-
-    validate_config(cfg)
-    settings = cfg.speed_of_learning
-    splits = prepare_data(cfg)
-    n_images = min(int(settings.n_images), splits.x_train.shape[0])
-    if n_images < settings.n_images:
-        log.info(f"speed_of_learning.n_images={settings.n_images}: the training split has "
-                 f"{n_images} images; using them all")
-    x, y = splits.x_train[:n_images], splits.y_train[:n_images]
-    seeds = [int(cfg.seed) + offset for offset in range(int(settings.seeds))]
-    hidden_layers = [list(hidden) for hidden in settings.hidden]
-    init = str(cfg.model.init)
-
-    def after(epochs: int) -> Callable[[int, list[int]], Params]:
-        def params_of(seed: int, sizes: list[int]) -> Params:
-            run = cfg.copy()
-            run.seed, run.model.hidden = seed, sizes[1:-1]
-            return trained_params(run, splits, sizes, epochs)
-
-        return params_of
-
-    rows = []
-    with float64_scope():
-        for epoch in range(int(settings.train_epochs) + 1):
-            params_of = after(epoch) if epoch else None  # None: the initial params
-            rows += speed_table(x, y, hidden_layers, seeds, params_of, epoch=epoch, init=init)
-    return rows
-
-
-def speed_of_learning_command(cfg: DictConfig) -> None:
-    """experiments/speed_of_learning.py: print the table; exit 2 on bad input."""
-    from deltaprop.cli import fail
-    from deltaprop.errors import EXIT_BAD_INPUT, InputError
-    from deltaprop.io.console import console_output
-
-    with console_output():
-        try:
-            rows = speed_of_learning_from_config(cfg)
-        except InputError as error:
-            fail(error, EXIT_BAD_INPUT)
-        log.info(f"speed of learning, dataset={cfg.dataset.name}, model.init={cfg.model.init}, "
-                 f"{cfg.speed_of_learning.seeds} seeds from seed {cfg.seed}, "
-                 f"{cfg.speed_of_learning.n_images} training images")
-        log.info(format_table(rows))
-    sys.stdout.flush()

@@ -23,10 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from deltaprop.network import Params
+from deltaprop.network import Params, activation_named
 
 LN2 = math.log(2.0)  # BCE of p = 1/2: the loss of a network that outputs the class balance
-MAX_SLOPE = {"sigmoid": 0.25, "tanh": 1.0, "relu": 1.0}  # max over z of φ'(z)
 
 Row = Mapping[str, Any]
 
@@ -81,7 +80,7 @@ def spectral_bound(params: Params, activation: str = "sigmoid", hidden_only: boo
     top = len(params) + 1 - int(hidden_only)  # the layer number of params[-1] is L = len + 1
     matrices = [np.asarray(params[layer - 2]["W"], np.float64) for layer in range(3, top + 1)]
     norms = [np.linalg.norm(matrix, 2) for matrix in matrices]  # largest singular value
-    return float(np.prod(norms) * MAX_SLOPE[activation] ** (top - 2))
+    return float(np.prod(norms) * activation_named(activation).max_derivative ** (top - 2))
 
 
 def over_members(values: Sequence[float | None]) -> dict[str, float | int | None]:
