@@ -429,3 +429,48 @@ def test_the_pictures_in_the_docs_are_readable_at_readme_width(browser, tmp_path
     assert measured["smallest"] >= SMALLEST_FONT
     print(f"\ndocs/network.svg at {README_WIDTH} px: {measured['texts']} labels, overlaps 0, "
           f"smallest text {measured['smallest']:.2f} px")
+
+
+# The smallest text of the whole page as rendered, in px: HTML text at its font size, SVG text at
+# its font size times its picture's scale; hidden text (no box) does not count.
+SMALLEST_TEXT = r"""(() => {
+  let smallest = Infinity;
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  while (walker.nextNode()) {
+    const element = walker.currentNode.parentElement;
+    if (!walker.currentNode.textContent.trim() || element.closest("script, style, title")) continue;
+    if (!element.getBoundingClientRect().width) continue;
+    let size = parseFloat(getComputedStyle(element).fontSize);
+    const picture = element.closest("svg");
+    if (picture && picture.viewBox.baseVal && picture.viewBox.baseVal.width)
+      size *= picture.getBoundingClientRect().width / picture.viewBox.baseVal.width;
+    smallest = Math.min(smallest, size);
+  }
+  return smallest;
+})()"""
+
+
+@pytest.mark.slow
+def test_the_screenshot_in_the_docs_is_readable_at_readme_width(browser, written_page):
+    """docs/backprop_page.png is taken as wide as its window; shown 830 px wide, the page's
+    smallest text (network, charts, controls) is still ≥ 9 px."""
+    png = (ROOT / "docs" / "backprop_page.png").read_bytes()
+    width = int.from_bytes(png[16:20], "big")  # the PNG header's width
+    assert f"--window-size={width}," in (ROOT / "docs" / "backprop.md").read_text(encoding="utf-8")
+    browser.open(written_page.as_uri() + "#step=3&phase=backward&layer=3")
+    window(browser, width)
+    smallest = browser.evaluate(SMALLEST_TEXT)
+    assert smallest * min(1.0, README_WIDTH / width) >= SMALLEST_FONT, (width, smallest)
+
+
+def test_log_axes_are_labelled_with_numbers():
+    """Powers of ten written as numbers, 0.1 and 0.001, never 1e-0.4; within a decade, the ends."""
+    from deltaprop.teaching.page import _log_ticks
+
+    assert [label for _, label in _log_ticks(-3.3, -0.4, room=15)] == ["0.001", "0.01", "0.1"]
+    assert [label for _, label in _log_ticks(-5.2, 0.3, room=15)] == [
+        "1e-05", "0.0001", "0.001", "0.01", "0.1", "1"]
+    assert [label for _, label in _log_ticks(-2.9, -2.2, room=15)] == ["0.0013", "0.0063"]
+    many = _log_ticks(-30, 0, room=15)  # 31 decades on a 84 px axis: every k-th
+    assert len(many) <= 84 / 15 + 1 and many[0] == (-30, "1e-30")
+    assert not any(re.search(r"e-?\d+\.\d", label) for _, label in many)

@@ -58,10 +58,10 @@ def test_units_edges_and_layers_are_all_drawn_and_numbered(example):
     assert len(units) == sum(example.sizes) == 12
     assert len(edges) == 2 * 3 + 3 * 3 + 3 * 3 + 3 * 1
     titles = [t.text for t in root.iterfind(".//svg:text[@class='title']", NAMESPACE)]
-    assert titles == ["layer 1 · input", "layer 2", "layer 3", "layer 4", "layer 5 · output"]
+    assert titles == ["layer 1", "layer 2", "layer 3", "layer 4", "layer 5"]
     names = {t.text for t in root.iterfind(".//svg:*[@class='name']", NAMESPACE)}
     assert {"x[1]", "x[2]", "z₂[3]", "a₂[3]", "δ₅[1]", "W₃[2,1]", "∂L/∂W", "b₄[3]", "∂L/∂b",
-            "y[1]", "n₄ = 3"} <= names
+            "y[1]", "input · n₁ = 2", "n₄ = 3", "output · n₅ = 1"} <= names
     # Unit j of layer l lists the weights into it, W_l[1,j] .. W_l[n,j], top to bottom, and the
     # edge from unit i ends at the left end of its W_l[i,j] line.
     for edge in root.iterfind(".//svg:g[@class='edge']", NAMESPACE):

@@ -110,7 +110,7 @@ def _gradcheck(cfg: DictConfig) -> None:
         report = gradcheck_from_config(cfg)
     except InputError as error:
         fail(error, EXIT_BAD_INPUT)
-    print(report.format_table())
+    log.info(report.format_table())  # the console and gradcheck.log
     if not report.passed:
         sys.exit(EXIT_GRADCHECK_FAILED)
 
@@ -169,7 +169,7 @@ def _worked_example(cfg: DictConfig) -> None:
         fail(error, EXIT_BAD_INPUT)
     by_hand, digits, source = options.mode == "by_hand", options.digits, _data_source(cfg)
     example = worked_example(params, x, y, cfg.optimizer.lr, data=source)
-    print(format_console(example, digits, by_hand=by_hand))
+    log.info(format_console(example, digits, by_hand=by_hand))  # console, worked_example.log
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     outputs = [  # (what, file name, text)
         ("report", "worked_example.md",
@@ -181,10 +181,10 @@ def _worked_example(cfg: DictConfig) -> None:
         history = training_history(params, x, y, cfg.optimizer.lr, options.page_steps)
         outputs.append(("page", "backprop.html", format_page(history, digits, source)))
         passed = passed and history.passed
-    print()
+    log.info("")
     for what, name, text in outputs:
         (run_dir / name).write_text(text, encoding="utf-8")
-        print(f"{what}: {run_dir / name}")
+        log.info(f"{what}: {run_dir / name}")
     if not passed:
         sys.exit(EXIT_GRADCHECK_FAILED)
 

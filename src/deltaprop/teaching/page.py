@@ -31,7 +31,7 @@ from deltaprop.teaching.arithmetic import DEFAULT_DIGITS
 from deltaprop.teaching.history import TrainingHistory
 from deltaprop.teaching.page_script import SCRIPT
 
-CHART_WIDTH, CHART_HEIGHT, CHART_PAD = 400, 180, 44
+CHART_WIDTH, CHART_HEIGHT, CHART_PAD = 400, 180, 48
 SERIES_COLOURS = ("#1d4ed8", "#b45309", "#047857", "#7c3aed", "#be123c", "#0e7490", "#4d7c0f")
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:"
@@ -44,9 +44,9 @@ button{font-size:14px;padding:4px 12px}#phase-label{font-weight:bold;min-width:1
 #phases{display:flex;flex-wrap:wrap;gap:6px;list-style:none;padding:0;margin:6px 0}
 #phases a{padding:2px 8px;border:1px solid #cbd5e1;border-radius:10px;text-decoration:none;
 color:#1f2937;font-size:12px}#phases a.current{background:#1f2937;color:#fff}
-#equations{font-family:'DejaVu Sans Mono',monospace;font-size:13px;background:#f8fafc;
+#equations{font-family:'DejaVu Sans Mono',monospace;font-size:14px;background:#f8fafc;
 border:1px solid #e2e8f0;padding:6px 10px;margin:6px 0}
-#equations span{color:#64748b;display:inline-block;width:270px}
+#equations span{color:#64748b;display:inline-block;width:230px}#equations sub,#equations sup{font-size:0.8em}
 rect.column.current{fill:#fef9c3;fill-opacity:0.6}
 #charts{display:flex;gap:18px;flex-wrap:wrap}#status{font-size:13px;color:#334155}
 #network{overflow-x:auto}#network svg{max-width:100%;height:auto}
@@ -104,7 +104,8 @@ def _log_ticks(low: float, high: float, room: float) -> list[tuple[float, str]]:
     decades = list(range(math.ceil(low - 1e-9), math.floor(high + 1e-9) + 1))
     if len(decades) < 2:
         return [(low, f"{10.0**low:.2g}"), (high, f"{10.0**high:.2g}")]
-    every = max(1, math.ceil(len(decades) * room / (CHART_HEIGHT - 2 * CHART_PAD)))
+    decade = (CHART_HEIGHT - 2 * CHART_PAD) / (high - low)  # px between powers of ten
+    every = max(1, math.ceil(room / decade))
     return [(k, _power_of_ten(k)) for k in decades[::every]]
 
 
@@ -132,7 +133,7 @@ def _chart(title: str, series: list[tuple[str, np.ndarray]], log: bool, steps: i
         CHART_HEIGHT - 2 * CHART_PAD)
     parts = [(f'<svg class="chart" width="{CHART_WIDTH}" height="{CHART_HEIGHT}" '
              f'viewBox="0 0 {CHART_WIDTH} {CHART_HEIGHT}">'),
-             f'<text x="{CHART_PAD}" y="16" font-size="12" font-weight="bold">{escape(title)}</text>']
+             f'<text x="4" y="16" font-size="13" font-weight="bold">{escape(title)}</text>']
     ends = []
     for index, (label, line) in enumerate(series):
         points = np.log10(np.maximum(line, 1e-300)) if log else np.asarray(line, np.float64)
@@ -140,23 +141,23 @@ def _chart(title: str, series: list[tuple[str, np.ndarray]], log: bool, steps: i
         path = " ".join(f"{CHART_PAD + t * dx:.1f},{y_of(v):.1f}" for t, v in enumerate(points))
         parts.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="2"/>')
         ends.append((y_of(points[-1]) + 4, label, colour))
-    for y, (_, label, colour) in zip(_apart([y for y, _, _ in ends], 12), ends, strict=True):
-        parts.append(f'<text x="{CHART_WIDTH - CHART_PAD + 4}" y="{y:.1f}" font-size="11" '
+    for y, (_, label, colour) in zip(_apart([y for y, _, _ in ends], 14), ends, strict=True):
+        parts.append(f'<text x="{CHART_WIDTH - CHART_PAD + 4}" y="{y:.1f}" font-size="12" '
                      f'fill="{colour}">{escape(label)}</text>')
     if ceiling is not None:
         parts.append(f'<line x1="{CHART_PAD}" x2="{CHART_WIDTH - CHART_PAD}" y1="{y_of(ceiling):.1f}" '
                      f'y2="{y_of(ceiling):.1f}" stroke="#94a3b8" stroke-dasharray="4 3"/>')
-    ticks = (_log_ticks(low, high, room=12) if log
+    ticks = (_log_ticks(low, high, room=15) if log
              else [(low, f"{low:.3g}"), (high, f"{high:.3g}")])
     for value, label in ticks:
         y = y_of(value)
         parts += [(f'<line x1="{CHART_PAD - 4}" x2="{CHART_PAD}" y1="{y:.1f}" y2="{y:.1f}" '
                    'stroke="#64748b"/>'),
-                  (f'<text x="{CHART_PAD - 6}" y="{y + 4:.1f}" font-size="10" '
+                  (f'<text x="{CHART_PAD - 6}" y="{y + 4:.1f}" font-size="12" '
                    f'text-anchor="end">{label}</text>')]
     parts += [
-        f'<text x="{CHART_PAD}" y="{CHART_HEIGHT - 12}" font-size="10">step 0</text>',
-        (f'<text x="{CHART_WIDTH - CHART_PAD}" y="{CHART_HEIGHT - 12}" font-size="10" '
+        f'<text x="{CHART_PAD}" y="{CHART_HEIGHT - 12}" font-size="12">step 0</text>',
+        (f'<text x="{CHART_WIDTH - CHART_PAD}" y="{CHART_HEIGHT - 12}" font-size="12" '
         f'text-anchor="end">step {steps - 1}</text>'),
         (f'<line class="cursor" data-x0="{CHART_PAD}" data-dx="{dx:.6f}" x1="{CHART_PAD}" '
         f'x2="{CHART_PAD}" y1="{CHART_PAD - 10}" y2="{CHART_HEIGHT - CHART_PAD}" '
@@ -235,8 +236,8 @@ def format_page(history: TrainingHistory, digits: int = DEFAULT_DIGITS, source: 
         "<h1>Backpropagation, step by step</h1>",
         f"<p>{summary}</p>",
         _controls(history),
-        ('<div id="equations"><div><span>code (rows, mean loss)</span>'
-        '<code id="equation-code"></code></div><div><span>textbook (columns, C_x of one example)</span>'
+        ('<div id="equations"><div><span>code (row form, mean loss)</span>'
+        '<code id="equation-code"></code></div><div><span>textbook (column form)</span>'
         '<code id="equation-textbook"></code></div></div>'),
         f'<div id="network">{picture}</div>',
         '<p id="status"></p>',

@@ -40,7 +40,7 @@ from deltaprop.teaching.worked_example import WorkedExample
 FONT, TITLE_FONT, LINE = 13, 14, 16  # px: the text, the column titles, one line of a card
 RADIUS, BAR_WIDTH = 15, 6  # px: a unit's circle, a's bar
 PAD_X, PAD_Y, GROUP_GAP, CARD_GAP = 6, 3, 4, 16  # px inside a card, between its groups, cards
-FAN, MARGIN, HEADER = 64, 8, 50  # px: the gap the edges cross, the sides, above the first card
+FAN, MARGIN, HEADER = 56, 8, 50  # px: the gap the edges cross, the sides, above the first card
 INDENT = 10  # px: ∂L/∂W and → under their W
 POSITIVE, NEGATIVE, NEUTRAL = "#2563eb", "#dc2626", "#9ca3af"
 INPUT_FILL, CARD_STROKE = "#f3f4f6", "#d1d5db"
@@ -311,8 +311,10 @@ class Layout:
         return self.lefts[index] + self.card_width(index) / 2
 
 
-def _title(layer: int, last: int) -> str:
-    return f"layer {layer}" + (" · input" if layer == 1 else " · output" if layer == last else "")
+def _subtitle(layer: int, size: int, last: int) -> str:
+    """Under "layer l": its kind and its size, e.g. "input · n₁ = 2"."""
+    kind = "input · " if layer == 1 else "output · " if layer == last else ""
+    return f"{kind}n{subscript(layer)} = {size}"
 
 
 def layout(columns: list[list[Card]]) -> Layout:
@@ -322,8 +324,9 @@ def layout(columns: list[list[Card]]) -> Layout:
     text_widths = tuple(max(line.width for card in column for line in card.lines)
                         for column in columns)
     card_widths = [PAD_X + width + 6 + BAR_WIDTH + 4 + 2 * RADIUS + 3 for width in text_widths]
-    bands = [max(card, text_width(_title(layer, last), TITLE_FONT, bold=True) + 8)
-             for layer, card in enumerate(card_widths, start=1)]
+    sizes = [len(column) for column in columns]
+    bands = [max(card, text_width(_subtitle(layer, size, last)) + 8)
+             for layer, (card, size) in enumerate(zip(card_widths, sizes, strict=True), start=1)]
     lefts, x = [], MARGIN
     for band, card in zip(bands, card_widths, strict=True):
         lefts.append(x + (band - card) / 2)
@@ -423,8 +426,8 @@ def _titles(picture: Picture, place: Layout) -> list[str]:
             _element("rect", class_="column", data_layer=layer, x=place.lefts[index] - 5, y=4,
                      width=place.card_width(index) + 10, height=place.bottom + 4, rx=8,
                      fill="none"),
-            _element("text", _title(layer, last), class_="title", x=x, y=20, text_anchor="middle"),
-            _element("text", f"n{subscript(layer)} = {n}", class_="name", x=x, y=38,
+            _element("text", f"layer {layer}", class_="title", x=x, y=20, text_anchor="middle"),
+            _element("text", _subtitle(layer, n, last), class_="name", x=x, y=38,
                      text_anchor="middle"),
         ]
     return parts
