@@ -350,3 +350,42 @@ def test_the_exit_codes_and_logs_are_what_the_programs_do(doc, run_cli, tmp_path
     table = (tmp_path / "gradcheck" / "gradcheck.log").read_text(encoding="utf-8")
     assert table.count("FAIL") == injected.stdout.count("FAIL") == 5
     assert "`train.log` (`gradcheck.log`, ...) has it too" in readme
+
+
+def test_the_learning_slowdown_table_is_the_neurons(doc):
+    """Each row of the table (a at epochs 0, 10, 50, 300; the first epoch with a < 0.1) and the
+    prose after it, from the runs experiments/learning_slowdown.py trains and prints."""
+    from deltaprop.teaching.learning_slowdown import first_epoch_within, slowdown_runs
+
+    cfg = compose_config("experiment=learning_slowdown")
+    settings = cfg.learning_slowdown
+    runs = slowdown_runs([list(start) for start in settings.starts], settings.x, settings.y,
+                         cfg.optimizer.lr, 1000)  # 1000: the table's learning_slowdown.epochs=1000
+    by_row = {(run.loss, run.start): run for run in runs}
+    rows, start = [], None
+    for line in doc.splitlines():
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        if len(cells) == 7 and cells[2] in ("cross-entropy", "quadratic"):
+            if cells[0]:
+                numbers = [float(v) for v in re.findall(r"[\d.]+", cells[0].replace("w = b", "w"))]
+                start = (numbers[0], numbers[-1])
+            rows.append((start, "bce" if cells[2] == "cross-entropy" else "mse", cells))
+    assert len(rows) == 2 * len(settings.starts)
+    for (w, b), loss, cells in rows:
+        run = by_row[(loss, (w, b))]
+        if cells[1]:  # a at epoch 0, and σ'(w x + b) = a(1 − a)
+            a0, slope = re.fullmatch(r"([\d.]+) \(σ'\([\d.]+\) = ([\d.]+)\)", cells[1]).groups()
+            assert agrees(a0, run.output[0]) and agrees(slope, run.output[0] * (1 - run.output[0]))
+        for text, epoch in zip(cells[3:6], (10, 50, int(settings.epochs)), strict=True):
+            assert agrees(text, run.output[epoch]), (loss, w, b, epoch, text)
+        first = first_epoch_within(run, settings.y, settings.threshold)
+        assert cells[6].split()[0] == str(first)
+        assert ("epochs=1000" in cells[6]) == (first > settings.epochs)
+    saturated = by_row[("mse", (2.0, 2.0))].output
+    (above, epochs) = quoted(r"leaves the output above ([\d.]+) for (\d+) epochs", doc)
+    assert np.all(saturated[:int(epochs) + 1] > float(above))
+    quadratic, cross = quoted(r"its output first falls below 0.5 at epoch (\d+), the "
+                              r"cross-entropy's at epoch (\d+)", doc)
+    for run, text in ((by_row[("mse", (2.0, 2.0))], quadratic),
+                      (by_row[("bce", (2.0, 2.0))], cross)):
+        assert int(np.flatnonzero(run.output < 0.5)[0]) == int(text)
