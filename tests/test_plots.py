@@ -75,8 +75,8 @@ def test_vanishing_gradients_figure_has_four_panels_per_run_and_bands(tmp_path, 
     axes = figure.axes
     assert len(axes) == 2 * 4
     titles = [axis.get_title() for axis in axes]
-    assert titles[:4] == ["sigmoid: error signal ‖δ_l‖", "sigmoid: bias gradient ‖∂L/∂b_l‖ (speed)",
-                          "sigmoid: weight gradient, rms per entry", "sigmoid: training loss"]
+    assert titles[:4] == ["sigmoid: error signal ‖δ_l‖", "sigmoid: speed ‖∂L/∂b_l‖",
+                          "sigmoid: weight gradient, rms entry", "sigmoid: training loss"]
     assert titles[4].startswith("relu: ")
     assert [axis.get_yscale() for axis in axes[:4]] == ["log", "log", "log", "linear"]
     delta_lines = axes[0].get_lines()
@@ -88,3 +88,55 @@ def test_vanishing_gradients_figure_has_four_panels_per_run_and_bands(tmp_path, 
                                [row["grads/layer_2/grad_W_rms"] for row in history()])
     assert any(np.allclose(line.get_ydata(), np.log(2)) for line in axes[3].get_lines())
     assert len(axes[0].collections) == 3 and len(axes[4].collections) == 0  # bands: 2 members
+
+
+def drawn(monkeypatch, draw) -> list:
+    """The figures `draw()` saves, kept open for inspection."""
+    figures, save = [], plots.save_figure
+    monkeypatch.setattr(plots, "save_figure", lambda figure, path: (figures.append(figure),
+                                                                   save(figure, path))[1])
+    draw()
+    return figures
+
+
+def smallest_text_at_readme_width(figure) -> float:
+    """The smallest visible text of a saved figure, in px, shown README_WIDTH px wide."""
+    import matplotlib.text
+
+    width = figure.get_size_inches()[0] * plots.DPI
+    sizes = [text.get_fontsize() * plots.DPI / 72 for text in figure.findobj(matplotlib.text.Text)
+             if text.get_visible() and text.get_text().strip()]
+    return min(sizes) * min(1.0, plots.README_WIDTH / width)
+
+
+def test_the_docs_figures_are_readable_at_readme_width_with_a_legend_per_panel(
+        tmp_path, monkeypatch):
+    """docs/vanishing_gradients.png and docs/learning_slowdown.png: ≥ 9 px text at 830 px."""
+    members = [history(), history()]
+    runs = {"sigmoid": members, "tanh": members, "relu": members}
+    curves = {f"{cost} from {start}": {"cost": np.linspace(1, 0.1, 30),
+                                       "output": np.linspace(0.9, 0.1, 30)}
+              for cost in ("cross-entropy", "quadratic") for start in ("a", "b")}
+    figures = drawn(monkeypatch, lambda: (
+        plots.plot_vanishing_gradients(runs, tmp_path / "vanishing.png"),
+        plots.plot_learning_slowdown(curves, tmp_path / "slowdown.png", title="one neuron")))
+    for figure in figures:
+        assert smallest_text_at_readme_width(figure) >= 9.0
+        for axis in figure.axes:  # every panel says what its lines are
+            legend = axis.get_legend()
+            assert legend is not None, axis.get_title()
+            assert {t.get_text() for t in legend.get_texts()} == {
+                line.get_label() for line in axis.get_lines()}
+    vanishing, _ = figures
+    assert len(vanishing.axes) == 3 * 4
+
+
+def test_the_readability_measure_sees_small_text(monkeypatch, tmp_path):
+    """An 18-inch figure (the old vanishing-gradient one) has 6-px ticks at 830 px."""
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(18, 4))
+    axis.plot([1, 2], [3, 4])
+    figure.canvas.draw()
+    assert smallest_text_at_readme_width(figure) < 7
+    plt.close(figure)

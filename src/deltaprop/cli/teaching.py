@@ -125,7 +125,7 @@ def gradcheck_report(settings: Config, params: Params | None = None) -> Gradchec
 
 def gradcheck(cfg: DictConfig) -> None:
     report = gradcheck_report(read(cfg))
-    print(report.format_table())
+    log.info(report.format_table())  # the console and gradcheck.log
     if not report.passed:
         sys.exit(EXIT_GRADCHECK_FAILED)
 
@@ -201,7 +201,7 @@ def worked_example(cfg: DictConfig) -> None:
     source = ("the XOR truth table, as it is" if settings.dataset.name == "xor_table" else
               f"the first standardized training examples of dataset={settings.dataset.name}")
     example = compute(params, x, y, lr, data=source)
-    print(format_console(example, digits, by_hand=by_hand))
+    log.info(format_console(example, digits, by_hand=by_hand))  # console, worked_example.log
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     outputs = [  # (what, file name, text)
         ("report", "worked_example.md",
@@ -213,10 +213,10 @@ def worked_example(cfg: DictConfig) -> None:
         history = training_history(params, x, y, lr, options.page_steps)
         outputs.append(("page", "backprop.html", format_page(history, digits, source)))
         passed = passed and history.passed
-    print()
+    log.info("")
     for what, name, text in outputs:
         (run_dir / name).write_text(text, encoding="utf-8")
-        print(f"{what}: {run_dir / name}")
+        log.info(f"{what}: {run_dir / name}")
     if not passed:
         sys.exit(EXIT_GRADCHECK_FAILED)
 

@@ -31,10 +31,17 @@ def plot_loss_curves(history: list[dict[str, float]], path: Path) -> Path:
 # The vanishing-gradient panels: (statistic of grads/layer_l/..., y label, title).
 LAYER_PANELS = (
     ("delta_norm", "‖δ_l‖", "error signal ‖δ_l‖"),
-    ("grad_b_norm", "‖∂L/∂b_l‖", "bias gradient ‖∂L/∂b_l‖ (speed)"),
-    ("grad_W_rms", "‖∂L/∂W_l‖ / sqrt(n_{l−1} n_l)", "weight gradient, rms per entry"),
+    ("grad_b_norm", "‖∂L/∂b_l‖", "speed ‖∂L/∂b_l‖"),
+    ("grad_W_rms", "rms of the entries of ∂L/∂W_l", "weight gradient, rms entry"),
 )
 LN2 = float(np.log(2.0))  # BCE of a constant output p = 1/2
+DPI = 100  # pixels per inch of every saved figure
+README_WIDTH = 830  # px: a README shows a figure about this wide
+# Text sizes (points) of the figures the docs show: at least 9 px when a figure FIGURE_WIDTH
+# inches wide is shown README_WIDTH px wide (9 px / (830 / 1100) = 11.9 px = 8.6 pt).
+DOCS_TEXT = {"font.size": 10, "axes.titlesize": 10.5, "axes.labelsize": 10,
+             "xtick.labelsize": 9.5, "ytick.labelsize": 9.5, "legend.fontsize": 9.5,
+             "figure.titlesize": 11}
 
 
 def plot_layer_norms(history: list[dict[str, float]], path: Path) -> Path:
@@ -50,40 +57,47 @@ def plot_vanishing_gradients(
     the rms entry of ∂L/∂W_l, one colour per layer l (log scale, shared by the rows), and the
     training loss with a dashed line at ln 2 (the plateau of a constant output p = 1/2).
     Against epoch from the first row (0: the initialization); with several members the line is
-    their median and the band their min–max.
+    their median and the band their min–max. Every panel has its legend; shown 830 px wide
+    (a README), every text is at least 9 px.
 
     Args:
       runs: label (e.g. "sigmoid") -> the histories of its members, which share their epochs;
         rows have "epoch", "train/loss" and "grads/layer_{l}/{delta_norm, grad_b_norm,
         grad_W_rms}".
     """
-    figure, axes = plt.subplots(len(runs), len(LAYER_PANELS) + 1, squeeze=False, sharex=True,
-                                sharey="col", figsize=(18, 3.4 * len(runs) + 0.6))
-    for row_axes, (label, histories) in zip(axes, runs.items()):
-        epochs = np.array([row["epoch"] for row in histories[0]])
-        layers = sorted({int(key.split("/")[1].split("_")[1]) for key in histories[0][0]
-                         if key.startswith("grads/layer_")})
-        colors = plt.cm.viridis(np.linspace(0.0, 0.9, len(layers)))
-        prefix = f"{label}: " if label else ""
-        for axis, (statistic, ylabel, title) in zip(row_axes, LAYER_PANELS):
-            for color, layer in zip(colors, layers):
-                key = f"grads/layer_{layer}/{statistic}"
-                _median_band(axis, epochs, histories, key, color, f"layer {layer}")
-            axis.set(ylabel=ylabel, yscale="log", title=prefix + title)
-        loss_axis = row_axes[-1]
-        _median_band(loss_axis, epochs, histories, "train/loss", "C3", "train loss")
-        loss_axis.axhline(LN2, color="gray", linestyle="--", linewidth=1, label="ln 2")
-        loss_axis.set(ylabel="BCE loss", title=prefix + "training loss")
-        for axis in row_axes:
-            axis.grid(alpha=0.3)
-    for axis in axes[-1]:
-        axis.set_xlabel("epoch (0: initialization)")
-    axes[0, 0].legend(fontsize="small")
-    axes[0, -1].legend(fontsize="small")
-    members = max(len(histories) for histories in runs.values())
-    if members > 1:
-        figure.suptitle(f"median and min–max over {members} seeds")
-    return save_figure(figure, path)
+    with plt.rc_context(DOCS_TEXT):
+        figure, axes = plt.subplots(len(runs), len(LAYER_PANELS) + 1, squeeze=False,
+                                    sharex=True, sharey="col",
+                                    figsize=(11, 2.9 * len(runs) + 0.7))
+        for row_axes, (label, histories) in zip(axes, runs.items()):
+            _vanishing_gradient_row(row_axes, label, histories)
+        for axis in axes[-1]:
+            axis.set_xlabel("epoch (0: initialization)")
+        members = max(len(histories) for histories in runs.values())
+        if members > 1:
+            figure.suptitle(f"median and min–max over {members} seeds")
+        return save_figure(figure, path)
+
+
+def _vanishing_gradient_row(row_axes, label: str, histories) -> None:
+    """One run's four panels, each with its legend."""
+    epochs = np.array([row["epoch"] for row in histories[0]])
+    layers = sorted({int(key.split("/")[1].split("_")[1]) for key in histories[0][0]
+                     if key.startswith("grads/layer_")})
+    colors = plt.cm.viridis(np.linspace(0.0, 0.9, len(layers)))
+    prefix = f"{label}: " if label else ""
+    for axis, (statistic, ylabel, title) in zip(row_axes, LAYER_PANELS):
+        for color, layer in zip(colors, layers):
+            key = f"grads/layer_{layer}/{statistic}"
+            _median_band(axis, epochs, histories, key, color, f"layer {layer}")
+        axis.set(ylabel=ylabel, yscale="log", title=prefix + title)
+    loss_axis = row_axes[-1]
+    _median_band(loss_axis, epochs, histories, "train/loss", "C3", "train loss")
+    loss_axis.axhline(LN2, color="gray", linestyle="--", linewidth=1, label="ln 2")
+    loss_axis.set(ylabel="BCE loss", title=prefix + "training loss")
+    for axis in row_axes:
+        axis.grid(alpha=0.3)
+        axis.legend(handlelength=1.2, labelspacing=0.2, borderpad=0.3, framealpha=0.8)
 
 
 def _median_band(axis, epochs, histories, key: str, color, label: str) -> None:
@@ -159,7 +173,7 @@ def save_figure(figure, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
+    figure.savefig(path, dpi=DPI)
     plt.close(figure)
     return path
 
@@ -168,23 +182,26 @@ def plot_learning_slowdown(
     curves: dict[str, dict[str, Sequence[float]]], path: Path, title: str = ""
 ) -> Path:
     """Nielsen's learning slowdown: the cost (log scale) and the output a against the epoch, one
-    line per run; a run labelled "cross-entropy ..." solid, any other dashed.
+    line per run; a run labelled "cross-entropy ..." solid, any other dashed. Each panel has its
+    legend; shown 830 px wide (a README), every text is at least 9 px.
 
     Args:
       curves: label -> {"cost": (epochs + 1,), "output": (epochs + 1,)}, epoch 0 first.
       title: above both panels.
     """
-    figure, (cost_axis, output_axis) = plt.subplots(1, 2, figsize=(12, 4.5))
-    for label, run in curves.items():
-        style = "-" if label.startswith("cross-entropy") else "--"
-        epochs = np.arange(len(run["cost"]))
-        (line,) = cost_axis.plot(epochs, run["cost"], style, label=label)
-        output_axis.plot(epochs, run["output"], style, color=line.get_color(), label=label)
-    cost_axis.set(xlabel="epoch", ylabel="cost C", yscale="log", title="cost")
-    output_axis.set(xlabel="epoch", ylabel="output a = σ(wx + b)", ylim=(0, 1), title="output")
-    for axis in (cost_axis, output_axis):
-        axis.grid(alpha=0.3)
-    output_axis.legend(fontsize=8)
-    if title:
-        figure.suptitle(title)
-    return save_figure(figure, path)
+    with plt.rc_context(DOCS_TEXT):
+        figure, (cost_axis, output_axis) = plt.subplots(1, 2, figsize=(10, 4.2))
+        for label, run in curves.items():
+            style = "-" if label.startswith("cross-entropy") else "--"
+            epochs = np.arange(len(run["cost"]))
+            (line,) = cost_axis.plot(epochs, run["cost"], style, label=label)
+            output_axis.plot(epochs, run["output"], style, color=line.get_color(), label=label)
+        cost_axis.set(xlabel="epoch", ylabel="cost C", yscale="log", title="cost")
+        output_axis.set(xlabel="epoch", ylabel="output a = σ(wx + b)", ylim=(0, 1),
+                        title="output")
+        for axis in (cost_axis, output_axis):
+            axis.grid(alpha=0.3)
+            axis.legend(handlelength=1.8, labelspacing=0.2, framealpha=0.8)
+        if title:
+            figure.suptitle(title)
+        return save_figure(figure, path)

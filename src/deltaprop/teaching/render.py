@@ -177,10 +177,11 @@ def _taylor_lines(example: WorkedExample) -> list[str]:
         )
     return [
         *lines,
-        "    first order: −η‖g‖²;  second order: −η‖g‖² + ½η² gᵀHg",
-        "The first-order prediction is the tangent of the loss along the step: it leaves out the",
-        "curvature gᵀHg, whose share of the change, about ½η gᵀHg/‖g‖², shrinks with η, so at",
-        "η/10 the first order is about ten times closer; the second order closes most of the rest.",
+        "    first order −η‖g‖², second order −η‖g‖² + ½η² gᵀHg; off by |prediction − actual| / |actual|",
+        "The first-order prediction is the tangent of the loss along the step: it misses the",
+        "actual change by about the curvature term ½η² gᵀHg, which shrinks against the change",
+        "(about η‖g‖²) in proportion to η, so at η/10 the first order is about ten times closer;",
+        "the second order closes most of the rest.",
     ]
 
 

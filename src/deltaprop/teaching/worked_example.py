@@ -77,8 +77,10 @@ class LossChange:
 
         L(θ − η g) − L(θ) = −η ‖g‖² + ½ η² gᵀHg + O(η³)        H = ∂²L/∂θ²
 
-    The first-order term misses by the curvature term, relatively ½ η gᵀHg / ‖g‖²: it shrinks in
-    proportion to η, so at η/10 the first-order prediction is about ten times closer.
+    The first-order term misses the actual change by about the curvature term ½ η² gᵀHg; against
+    the change (about η ‖g‖²) that is ½ η gᵀHg / ‖g‖², which shrinks in proportion to η, so at
+    η/10 the first-order prediction is about ten times closer. `first_order_miss` is the miss as
+    a share of the actual change, the "off by" the renderers print.
     """
 
     learning_rate: float  # the η of this step
