@@ -50,15 +50,19 @@ PREVIOUS = b"the previous, complete file\n"
 
 
 class FaultyOs:
-    """The `os` module, except that `operation` raises OSError(`code`); with `partial`, the
-    first os.write writes half its bytes and the next one fails (a disk that fills mid-file)."""
+    """The `os` module, except that `operation` raises OSError(`code`) after `after` calls that
+    work; with `partial`, the first failing os.write writes half its bytes and the next one
+    fails (a disk that fills mid-file)."""
 
-    def __init__(self, operation: str, code: int, partial: bool = False):
+    def __init__(self, operation: str, code: int, partial: bool = False, after: int = 0):
         self.calls = 0
+        real = getattr(os, operation)
 
         def fail(*args, **kwargs):
             self.calls += 1
-            if partial and self.calls == 1:
+            if self.calls <= after:
+                return real(*args, **kwargs)
+            if partial and self.calls == after + 1:
                 return os.write(args[0], bytes(args[1])[: max(1, len(args[1]) // 2)])
             raise OSError(code, os.strerror(code))
 
