@@ -160,8 +160,9 @@ def test_csv_nan_feature_is_reported(tmp_path):
     first row is named too, and labels are counted alike."""
     path = write_csv(tmp_path / "d.csv", "age,label\n7,0\nnan,0\n41,1\ninf,nan\n")
     with pytest.raises(DataError, match=re.escape(
-            "only finite numbers are read: column 'age' has 2 NaN/inf values (first at row 2 "
-            "(line 3)); column 'label' has 1 NaN/inf values (first at row 4 (line 5))")):
+            "features contain non-finite values: column 'age' has 2 NaN/inf values (first at "
+            "row 2, line 3); labels must be 0 or 1: column 'label' has 1 NaN/inf values (first "
+            f"at row 4, line 5); in {path}")):
         load_dataset(make_config(name="csv", path=str(path)), seed=0)
 
 
@@ -184,7 +185,7 @@ def test_csv_row_and_line_numbers_count_cr_only_lines(tmp_path):
     path = tmp_path / "d.csv"
     path.write_bytes(b"a,label\r1,0\r\r2,1\rold,0\r")
     with pytest.raises(DataError, match=re.escape("column 'a' has a non-numeric value 'old' at "
-                                                  "row 3 (line 5)")):
+                                                  "row 3, line 5")):
         load_dataset(make_config(name="csv", path=str(path)), seed=0)
 
 
@@ -206,7 +207,7 @@ def test_csv_cells_that_are_not_plain_ascii_numbers_are_refused(tmp_path, cell, 
     path = write_csv(tmp_path / "d.csv", f"a,b,label\n1,2,0\n3,{cell},1\n")
     shown = cell.strip('"')
     with pytest.raises(DataError, match=re.escape(
-            f"column 'b' has a non-numeric value {shown!r} at row 2 (line 3); only plain ASCII "
+            f"column 'b' has a non-numeric value {shown!r} at row 2, line 3; only plain ASCII "
             f"decimal numbers are read (such as -1.5, 3, 2e-4){', ' + why if why else ''}")):
         load_dataset(make_config(name="csv", path=str(path)), seed=0)
 
@@ -214,8 +215,8 @@ def test_csv_cells_that_are_not_plain_ascii_numbers_are_refused(tmp_path, cell, 
 @pytest.mark.parametrize("cell", ["", " ", "\t"])
 def test_csv_empty_cells_are_refused_naming_column_and_row(tmp_path, cell):
     path = write_csv(tmp_path / "d.csv", f"a,b,label\n1,2,0\n3,{cell},1\n")
-    with pytest.raises(DataError, match=re.escape("column 'b' has an empty cell at row 2 "
-                                                  "(line 3)")):
+    with pytest.raises(DataError, match=re.escape("column 'b' has an empty cell at row 2, "
+                                                  "line 3")):
         load_dataset(make_config(name="csv", path=str(path)), seed=0)
 
 
@@ -223,7 +224,8 @@ def test_csv_empty_cells_are_refused_naming_column_and_row(tmp_path, cell):
 def test_csv_non_finite_cells_are_refused_naming_column_and_row(tmp_path, cell):
     path = write_csv(tmp_path / "d.csv", f"a,b,label\n1,2,0\n3,{cell},1\n")
     with pytest.raises(DataError, match=re.escape(
-            "column 'b' has 1 NaN/inf values (first at row 2 (line 3))")):
+            "features contain non-finite values: column 'b' has 1 NaN/inf values (first at "
+            "row 2, line 3)")):
         load_dataset(make_config(name="csv", path=str(path)), seed=0)
 
 

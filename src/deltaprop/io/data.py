@@ -327,19 +327,20 @@ def _open_text(path: Path):
     return io.StringIO(content, newline="")  # LF, CRLF and CR-only lines alike
 
 
-def _numeric_rows(reader, header: list[str], path: Any) -> list[list[float]]:
-    """Every non-empty row after the header as floats; DataError naming the row and column of
-    a cell that is not a plain ASCII decimal number, and every column holding NaN/inf."""
+def _numeric_rows(reader, header: list[str], path: Any) -> tuple[list[list[float]], dict]:
+    """Every non-empty row after the header as floats, and {column: ["row r, line l", ...]} of
+    its NaN/inf cells; DataError naming the row and column of a cell that is not a plain ASCII
+    decimal number."""
     rows = []
-    non_finite: dict[str, list[str]] = {}  # column -> where each NaN/inf is
+    non_finite: dict[str, list[str]] = {}
     try:
         for row_number, cells in enumerate((cells for cells in reader if cells), start=1):
-            where = f"row {row_number} (line {reader.line_num})"
             if len(cells) != len(header):
                 raise DataError(
-                    f"{path}: {where} has {len(cells)} cells, but the header has "
-                    f"{len(header)} columns"
+                    f"{path}: row {row_number} (line {reader.line_num}) has {len(cells)} cells, "
+                    f"but the header has {len(header)} columns"
                 )
+            where = f"row {row_number}, line {reader.line_num}"
             values = [_cell_value(cell, column, where, path)
                       for column, cell in zip(header, cells)]
             for column, value in zip(header, values):
@@ -349,11 +350,22 @@ def _numeric_rows(reader, header: list[str], path: Any) -> list[list[float]]:
     except csv.Error as error:
         raise DataError(f"{path}: not a readable CSV file at line {reader.line_num}: {error}") \
             from None
-    if non_finite:
-        listed = "; ".join(f"column {column!r} has {len(places)} NaN/inf values (first at "
-                           f"{places[0]})" for column, places in non_finite.items())
-        raise DataError(f"{path}: only finite numbers are read: {listed}")
-    return rows
+    return rows, non_finite
+
+
+def _refuse_non_finite(non_finite: dict[str, list[str]], labels: Sequence[str], path: Any):
+    """DataError counting the NaN/inf cells of each column, with the first one's row: the
+    features' as validate_dataset words them, then the labels'."""
+    def counted(columns):
+        return "; ".join(f"column {column!r} has {len(non_finite[column])} NaN/inf values "
+                         f"(first at {non_finite[column][0]})" for column in columns)
+
+    features = [column for column in non_finite if column not in labels]
+    label_columns = [column for column in non_finite if column in labels]
+    parts = ([f"features contain non-finite values: {counted(features)}"] if features else [])
+    parts += [f"labels must be 0 or 1: {counted(label_columns)}"] if label_columns else []
+    if parts:
+        raise DataError(f"{'; '.join(parts)}; in {path}")
 
 
 def _cell_value(cell: str, column: str, where: str, path: Any) -> float:
@@ -403,7 +415,8 @@ def _read_csv(path: Any, labels: tuple[str, ...], labels_optional: bool = False)
                 f"dataset.label={missing[0]!r} is not a column of {path}; "
                 f"columns are: {', '.join(header)}"
             )
-        rows = _numeric_rows(reader, header, path)
+        rows, non_finite = _numeric_rows(reader, header, path)
+    _refuse_non_finite(non_finite, () if missing else labels, path)
     table = np.asarray(rows, dtype=np.float64).reshape(len(rows), len(header))
     label_indices = [] if missing else [header.index(label) for label in labels]
     feature_indices = [i for i in range(len(header)) if i not in label_indices]
