@@ -94,7 +94,9 @@ FAULTS = [
 
 
 @pytest.mark.parametrize("writer", WRITERS)
-@pytest.mark.parametrize(("operation", "code", "partial"), FAULTS)
+@pytest.mark.parametrize(("operation", "code", "partial"), FAULTS, ids=[
+    f"{operation}-{errno.errorcode[code]}{'-half written' if partial else ''}"
+    for operation, code, partial in FAULTS])
 @pytest.mark.parametrize("previous", [True, False], ids=["over a file", "new file"])
 def test_a_failed_write_keeps_the_previous_file_and_leaves_no_temporary(
         tmp_path, monkeypatch, writer, operation, code, partial, previous):
