@@ -271,6 +271,12 @@ def test_a_server_that_answers_keeps_the_run_online(online, server_url, http_ser
     assert authorization == "Basic " + base64.b64encode(b"api:" + b"k" * 40).decode()
 
 
+def test_a_base_url_that_is_not_a_url_logs_offline(online, server_url, caplog):
+    server_url("localhost:8080")
+    message = resolved_with_one_warning(online(), caplog, seconds=1)
+    assert "WANDB_BASE_URL='localhost:8080' is not an http(s) URL" in message
+
+
 def test_no_api_key_logs_offline(monkeypatch, caplog):
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.setenv("NETRC", "/nonexistent")

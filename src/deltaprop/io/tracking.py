@@ -237,6 +237,8 @@ def _api_key(host: str) -> str | None:
 def probe_server(base_url: str, key: str, seconds: float) -> str | None:
     """None when the W&B server at `base_url` answers W&B's login query with JSON within
     `seconds` (all told: connecting, sending, answering); else what went wrong, in words."""
+    if urlparse(base_url).scheme not in ("http", "https"):
+        return f"WANDB_BASE_URL={base_url!r} is not an http(s) URL"
     outcome: list[str | None] = []
     worker = threading.Thread(target=lambda: outcome.append(_ask(base_url, key, seconds)),
                               daemon=True)  # a server that trickles bytes is left behind
