@@ -161,9 +161,154 @@ def test_csv_bad_labels_name_the_label_column(tmp_path):
 
 
 def test_csv_nan_feature_is_reported(tmp_path):
-    path = write_csv(tmp_path / "d.csv", "age,label\nnan,0\n41,1\n")
-    with pytest.raises(DataError, match="column 'age' has 1 NaN/inf values"):
+    """NaN and inf were always refused (README: "NaN/inf features (column and count)"); now the
+    first row is named too, and labels are counted alike."""
+    path = write_csv(tmp_path / "d.csv", "age,label\n7,0\nnan,0\n41,1\ninf,nan\n")
+    with pytest.raises(DataError, match=re.escape(
+            "features contain non-finite values: column 'age' has 2 NaN/inf values (first at "
+            "row 2, line 3); labels must be 0 or 1: column 'label' has 1 NaN/inf values (first "
+            f"at row 4, line 5); in {path}")):
         load_dataset(make_config(name="csv", path=str(path)), seed=0)
+
+
+ROWS = [[1.5, 0, -2.0], [3.0, 1, 0.4], [-0.25, 0, 6e-3], [7.0, 1, 0.5]]
+
+
+@pytest.mark.parametrize("ending", ["\n", "\r\n", "\r"], ids=["LF", "CRLF", "CR"])
+@pytest.mark.parametrize("last", [True, False], ids=["ending at the end", "none at the end"])
+def test_csv_line_endings_read_alike(tmp_path, ending, last):
+    lines = ['a,"target",b', "1.5,0,-2", "3,1,4e-1", "", "-.25,0,6E-3", "7.,1,+.5"]
+    path = tmp_path / "d.csv"
+    path.write_bytes((ending.join(lines) + (ending if last else "")).encode())
+    data = load_dataset(make_config(name="csv", path=str(path), label="target"), seed=0)
+    assert data.feature_names == ("a", "b")
+    np.testing.assert_array_equal(data.x, [[row[0], row[2]] for row in ROWS])
+    np.testing.assert_array_equal(data.y, [[row[1]] for row in ROWS])
+
+
+def test_csv_row_and_line_numbers_count_cr_only_lines(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_bytes(b"a,label\r1,0\r\r2,1\rold,0\r")
+    with pytest.raises(DataError, match=re.escape("column 'a' has a non-numeric value 'old' at "
+                                                  "row 3, line 5")):
+        load_dataset(make_config(name="csv", path=str(path)), seed=0)
+
+
+@pytest.mark.parametrize(("cell", "why"), [
+    ("1_000", "without '_' between digits"),
+    ("\u0663", "not non-ASCII digits"),  # ٣, Arabic-Indic three: float("٣") is 3.0
+    ("\uff11", "not non-ASCII digits"),  # １, fullwidth one
+    ('"1,000"', "without thousands separators or decimal commas"),
+    ('"1,5"', "without thousands separators or decimal commas"),
+    ("0x10", "not hexadecimal"),
+    ("-0x1p3", "not hexadecimal"),
+    ("1.5.2", ""),
+    ("1e", ""),
+    ("e5", ""),
+    ("1 000", ""),
+    ("\u00a01", ""),  # a no-break space before the digit: float accepts it
+])
+def test_csv_cells_that_are_not_plain_ascii_numbers_are_refused(tmp_path, cell, why):
+    path = write_csv(tmp_path / "d.csv", f"a,b,label\n1,2,0\n3,{cell},1\n")
+    shown = cell.strip('"')
+    with pytest.raises(DataError, match=re.escape(
+            f"column 'b' has a non-numeric value {shown!r} at row 2, line 3; only plain ASCII "
+            f"decimal numbers are read (such as -1.5, 3, 2e-4){', ' + why if why else ''}")):
+        load_dataset(make_config(name="csv", path=str(path)), seed=0)
+
+
+@pytest.mark.parametrize("cell", ["", " ", "\t"])
+def test_csv_empty_cells_are_refused_naming_column_and_row(tmp_path, cell):
+    path = write_csv(tmp_path / "d.csv", f"a,b,label\n1,2,0\n3,{cell},1\n")
+    with pytest.raises(DataError, match=re.escape("column 'b' has an empty cell at row 2, "
+                                                  "line 3")):
+        load_dataset(make_config(name="csv", path=str(path)), seed=0)
+
+
+@pytest.mark.parametrize("cell", ["nan", "NaN", "-inf", "Infinity", "+INF", "1e400", "-2e308"])
+def test_csv_non_finite_cells_are_refused_naming_column_and_row(tmp_path, cell):
+    path = write_csv(tmp_path / "d.csv", f"a,b,label\n1,2,0\n3,{cell},1\n")
+    with pytest.raises(DataError, match=re.escape(
+            "features contain non-finite values: column 'b' has 1 NaN/inf values (first at "
+            "row 2, line 3)")):
+        load_dataset(make_config(name="csv", path=str(path)), seed=0)
+
+
+@pytest.mark.parametrize("cell", ["+3", "-0", "0.", ".5", "2E-4", " 7 ", "\t8", "1e308", "5e-324"])
+def test_csv_plain_numbers_are_read_as_float_reads_them(tmp_path, cell):
+    path = write_csv(tmp_path / "d.csv", f"a,label\n{cell},0\n")
+    from deltaprop.io.data import _read_csv
+
+    assert _read_csv(path, ("label",)).x[0, 0] == float(cell)
+
+
+def absurd_csv(tmp_path, row: int, value: str = "1e300", n_rows: int = 40):
+    """A CSV of n_rows rows, features a (near 1) and b, whose `row`-th row (1-based) holds
+    `value` in column a."""
+    rng = np.random.default_rng(0)
+    lines = ["a,b,label"]
+    for index in range(1, n_rows + 1):
+        a = value if index == row else f"{1 + 0.1 * rng.normal():.4f}"
+        lines.append(f"{a},{rng.normal():.4f},{index % 2}")
+    return write_csv(tmp_path / "absurd.csv", "\n".join(lines) + "\n")
+
+
+def split_of_each_row(n_rows: int) -> dict[str, set[int]]:
+    """The data rows (1-based) each split of a 40-row CSV holds (seed 0, default fractions)."""
+    rows = np.arange(1.0, n_rows + 1)
+    data = Dataset(x=rows[:, None], y=(np.arange(1, n_rows + 1) % 2)[:, None].astype(float),
+                   feature_names=("row",), name="rows")
+    splits = split_and_standardize(data, 0.15, 0.15, seed=0)
+    back = lambda z: set(np.rint(splits.standardizer.std * z[:, 0]
+                                 + splits.standardizer.mean).astype(int).tolist())
+    return {"train": back(splits.x_train), "val": back(splits.x_val), "test": back(splits.x_test)}
+
+
+def load_and_split(path):
+    return split_and_standardize(load_dataset(make_config(name="csv", path=str(path)), seed=0),
+                                 0.15, 0.15, seed=0)
+
+
+@pytest.mark.parametrize("split", ["val", "test"])
+@pytest.mark.parametrize("value", ["1e300", "-3e8", "2e7"])
+def test_an_absurd_feature_outside_the_training_split_is_refused(tmp_path, split, value):
+    """Today's bug: 1e300 outside the training split trained silently (the training scale stays
+    finite). Now it standardizes beyond ±1e6 and is refused naming column and row."""
+    row = min(split_of_each_row(40)[split])
+    with pytest.raises(DataError) as caught:
+        load_and_split(absurd_csv(tmp_path, row, value))
+    message = str(caught.value)
+    assert "\n" not in message
+    assert f"column 'a' at row {row} holds {float(value):.6g}, which standardizes to" in message
+    assert "standardized features must be finite and within ±1e+06" in message
+
+
+def test_an_absurd_feature_in_the_training_split(tmp_path):
+    """1e300 overflows the training variance: refused naming the column (as before). A finite
+    outlier there becomes the scale itself: every training value stays within √(n_train − 1)
+    standard deviations, so the bound never refuses it (it squeezes the other values: look at
+    the data)."""
+    row = min(split_of_each_row(40)["train"])
+    with pytest.raises(DataError, match=r"variance overflows\): 'a' \(\|x\| up to 1e\+300\)"):
+        load_and_split(absurd_csv(tmp_path, row, "1e300"))
+    splits = load_and_split(absurd_csv(tmp_path, row, "2e7"))
+    assert np.abs(splits.x_train).max() <= np.sqrt(len(splits.x_train) - 1)
+
+
+def test_the_standardized_range_bound_is_inclusive_and_names_the_feature():
+    from deltaprop.io.data import STANDARDIZED_LIMIT, Standardizer
+
+    standardizer = Standardizer(mean=np.array([0.0, 10.0]), std=np.array([1.0, 2.0]))
+    edge = [[STANDARDIZED_LIMIT, 10.0], [-STANDARDIZED_LIMIT, 10.0 + 2 * STANDARDIZED_LIMIT]]
+    np.testing.assert_array_equal(standardizer.transform(edge),
+                                  [[1e6, 0.0], [-1e6, 1e6]])
+    beyond = [[0.0, 10.0], [0.0, 10.0 + 2.0000002e6]]
+    with pytest.raises(DataError, match=re.escape(
+            "the data: column 'feature 2' at row 2 holds 2.00001e+06, which standardizes to "
+            "1e+06 (training mean 10, std 2)")):
+        standardizer.transform(beyond)
+    with pytest.raises(DataError, match=r"column 'x' at row 1 holds nan.*\(1 more such cells\)"):
+        standardizer.transform([[np.nan, np.inf]], feature_names=("x", "y"))
 
 
 MULTI_LABEL_CSV = "c,x1,a,x2,b\n1,0.5,0,7,1\n0,1.5,1,8,1\n1,2.5,1,9,0\n"

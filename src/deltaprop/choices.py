@@ -114,7 +114,8 @@ class LoggerMode(Choice):
     """logger.mode: W&B's mode."""
 
     offline = "offline"  # stored under the run directory; `wandb sync` uploads it later
-    online = "online"
+    online = "online"  # online when the server answers, else offline with one warning line
+    online_only = "online_only"  # online, or stop before any work (exit 2) when it cannot be
     disabled = "disabled"
 
 

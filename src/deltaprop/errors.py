@@ -1,7 +1,9 @@
 """The errors a user can act on, and the exit codes the entry points give them.
 
     0    the run finished
-    2    InputError: bad input (config, data, checkpoint, run directory), found before any work
+    2    InputError: bad input (config, data, checkpoint, run directory), found before any work;
+         also OutputError: an output that cannot be written (disk full, read-only, a path that is
+         a file), the previous file left as it was
     3    TrainingDiverged (nan_guard.py): every member's loss or parameters stopped being finite
     4    a gradient check failed (experiments/gradcheck.py)
     130  interrupted (Ctrl-C); a final checkpoint is saved when checkpointing is on
@@ -19,6 +21,12 @@ class InputError(ValueError):
 
 class ConfigError(InputError):
     """A config value that composes but cannot be run with (names the key and the value)."""
+
+
+class OutputError(InputError):
+    """An output that cannot be written (disk full, read-only file system, no permission, a path
+    that is a file or under one): one line naming the path and the cause. Whatever the path held
+    before is left as it was (deltaprop.io.files writes through a temporary file and a rename)."""
 
 
 class RunInterrupted(KeyboardInterrupt):

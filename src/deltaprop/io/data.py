@@ -6,6 +6,15 @@ seed), bundled with scikit-learn, or read from a local CSV file.
 
 Bad data raise `DataError` before training starts, with a one-line message that names the column,
 the values or the shapes at fault.
+
+A CSV is read faithfully or refused: LF, CRLF and CR-only line endings read alike; a cell holds a
+plain ASCII decimal number (`-1.5`, `3`, `2e-4`, `.5`; spaces around it allowed) and nothing else:
+empty cells, `1_000`, `1,000`, non-ASCII digits (`٣`), `0x10` are refused naming column and row,
+and `nan`, `inf` (or a number that overflows float64, `1e400`) are refused as NaN/inf values,
+counted per column with the first row. After standardizing with the training split's mean and
+std, every feature of every split must be finite and within ±STANDARDIZED_LIMIT (1e6) standard
+deviations: a cell beyond that (a typo, a unit error: 1e300 among values near 1) would swamp
+every other feature, and is refused naming column and row wherever it lands.
 """
 
 from __future__ import annotations
@@ -17,6 +26,8 @@ import gzip
 import io
 import lzma
 import math
+import re
+import unicodedata
 import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -30,6 +41,13 @@ from deltaprop.errors import InputError
 
 # Distinct bad label values listed in an error message before it says "...".
 _MAX_VALUES_SHOWN = 10
+# |(x − mean) / std| beyond this, a million training standard deviations, is refused: no real
+# feature lies there (the training split's own values lie within √(n_train − 1)); a typo or a
+# unit error does, and would saturate every unit it feeds.
+STANDARDIZED_LIMIT = 1e6
+# A plain ASCII decimal number: sign, digits with an optional point, optional exponent.
+_PLAIN_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_NON_FINITE = re.compile(r"[+-]?(?:nan|inf|infinity)", re.IGNORECASE)
 
 
 class DataError(InputError):
@@ -68,14 +86,22 @@ class Standardizer:
     mean: np.ndarray
     std: np.ndarray
 
-    def transform(self, x: np.ndarray) -> np.ndarray:
-        """Standardize features.
+    def transform(self, x: np.ndarray, feature_names: Sequence[str] = (),
+                  name: str = "the data") -> np.ndarray:
+        """Standardize features, refusing any value that does not stay finite and within
+        ±STANDARDIZED_LIMIT.
 
         Args:
-            x: (N, n_features) features.
+            x: (N, n_features) features; row n of the messages is x[n − 1].
+            feature_names: n_features column names for the messages (else "feature j").
+            name: what x is, for the messages.
 
         Returns:
             (N, n_features) float64 `(x - mean) / std`.
+
+        Raises:
+            DataError: x of the wrong shape, or a standardized value out of range, naming the
+                column, the row and the value.
         """
         x = np.asarray(x, dtype=np.float64)
         if x.ndim != 2 or x.shape[1] != self.mean.shape[0]:
@@ -83,7 +109,30 @@ class Standardizer:
                 f"cannot standardize x of shape {x.shape}: "
                 f"expected (N, {self.mean.shape[0]})"
             )
-        return (x - self.mean) / self.std
+        with np.errstate(over="ignore", invalid="ignore"):
+            z = (x - self.mean) / self.std
+        _refuse_extreme(x, z, self, feature_names, name)
+        return z
+
+
+def _refuse_extreme(x: np.ndarray, z: np.ndarray, standardizer: Standardizer,
+                    feature_names: Sequence[str], name: str) -> None:
+    """DataError naming the first cell (by row) whose standardized value is not finite or
+    beyond ±STANDARDIZED_LIMIT."""
+    with np.errstate(invalid="ignore"):
+        bad = ~(np.abs(z) <= STANDARDIZED_LIMIT)  # NaN compares False: bad too
+    if not bad.any():
+        return
+    row, column = (int(index) for index in np.argwhere(bad)[0])
+    label = feature_names[column] if column < len(feature_names) else f"feature {column + 1}"
+    others = int(bad.sum()) - 1
+    raise DataError(
+        f"{name}: column {label!r} at row {row + 1} holds {x[row, column]:.6g}, which "
+        f"standardizes to {z[row, column]:.3g} (training mean "
+        f"{standardizer.mean[column]:.6g}, std {standardizer.std[column]:.3g}); standardized "
+        f"features must be finite and within ±{STANDARDIZED_LIMIT:g}: fix the cell or rescale "
+        "the column" + (f" ({others} more such cells)" if others else "")
+    )
 
 
 @dataclass(frozen=True, eq=False)
@@ -259,12 +308,15 @@ def _open_text(path: Path):
         raise DataError(f"{path} cannot be read: {error}") from None
     if "\x00" in content:
         raise DataError(f"{path} holds NUL bytes: a binary file, not a CSV text file")
-    return io.StringIO(content)
+    return io.StringIO(content, newline="")  # LF, CRLF and CR-only lines alike
 
 
-def _numeric_rows(reader, header: list[str], path: Any) -> list[list[float]]:
-    """Every non-empty row after the header as floats; DataError naming the row and column."""
+def _numeric_rows(reader, header: list[str], path: Any) -> tuple[list[list[float]], dict]:
+    """Every non-empty row after the header as floats, and {column: ["row r, line l", ...]} of
+    its NaN/inf cells; DataError naming the row and column of a cell that is not a plain ASCII
+    decimal number."""
     rows = []
+    non_finite: dict[str, list[str]] = {}
     try:
         for row_number, cells in enumerate((cells for cells in reader if cells), start=1):
             if len(cells) != len(header):
@@ -272,20 +324,58 @@ def _numeric_rows(reader, header: list[str], path: Any) -> list[list[float]]:
                     f"{path}: row {row_number} (line {reader.line_num}) has {len(cells)} cells, "
                     f"but the header has {len(header)} columns"
                 )
-            values = []
-            for column, cell in zip(header, cells):
-                try:
-                    values.append(float(cell))
-                except ValueError:
-                    raise DataError(
-                        f"{path}: column {column!r} has a non-numeric value {cell!r} "
-                        f"at row {row_number} (line {reader.line_num})"
-                    ) from None
+            where = f"row {row_number}, line {reader.line_num}"
+            values = [_cell_value(cell, column, where, path)
+                      for column, cell in zip(header, cells)]
+            for column, value in zip(header, values):
+                if not math.isfinite(value):
+                    non_finite.setdefault(column, []).append(where)
             rows.append(values)
     except csv.Error as error:
         raise DataError(f"{path}: not a readable CSV file at line {reader.line_num}: {error}") \
             from None
-    return rows
+    return rows, non_finite
+
+
+def _refuse_non_finite(non_finite: dict[str, list[str]], labels: Sequence[str], path: Any):
+    """DataError counting the NaN/inf cells of each column, with the first one's row: the
+    features' as validate_dataset words them, then the labels'."""
+    def counted(columns):
+        return "; ".join(f"column {column!r} has {len(non_finite[column])} NaN/inf values "
+                         f"(first at {non_finite[column][0]})" for column in columns)
+
+    features = [column for column in non_finite if column not in labels]
+    label_columns = [column for column in non_finite if column in labels]
+    parts = ([f"features contain non-finite values: {counted(features)}"] if features else [])
+    parts += [f"labels must be 0 or 1: {counted(label_columns)}"] if label_columns else []
+    if parts:
+        raise DataError(f"{'; '.join(parts)}; in {path}")
+
+
+def _cell_value(cell: str, column: str, where: str, path: Any) -> float:
+    """A plain ASCII decimal number as a float (NaN/inf tokens, and numbers that overflow
+    float64, as NaN/inf: counted by the caller); DataError naming column and row otherwise."""
+    text = cell.strip(" \t")
+    if _PLAIN_NUMBER.fullmatch(text) or _NON_FINITE.fullmatch(text):
+        return float(text)
+    what = "an empty cell" if not text else f"a non-numeric value {cell!r}"
+    raise DataError(
+        f"{path}: column {column!r} has {what} at {where}; only plain ASCII decimal numbers "
+        f"are read (such as -1.5, 3, 2e-4){_why_not_a_number(text)}"
+    )
+
+
+def _why_not_a_number(text: str) -> str:
+    """What about `text` (which Python's float may well accept) a plain number lacks."""
+    if any(unicodedata.category(char) == "Nd" and not char.isascii() for char in text):
+        return ", not non-ASCII digits"
+    if "_" in text:
+        return ", without '_' between digits"
+    if "," in text:
+        return ", without thousands separators or decimal commas (',')"
+    if text[:2].lower() in ("0x", "0b", "0o") or text[1:3].lower() in ("0x", "0b", "0o"):
+        return ", not hexadecimal, binary or octal"
+    return ""
 
 
 def _read_csv(path: Any, labels: tuple[str, ...], labels_optional: bool = False) -> Dataset:
@@ -309,7 +399,8 @@ def _read_csv(path: Any, labels: tuple[str, ...], labels_optional: bool = False)
                 f"dataset.label={missing[0]!r} is not a column of {path}; "
                 f"columns are: {', '.join(header)}"
             )
-        rows = _numeric_rows(reader, header, path)
+        rows, non_finite = _numeric_rows(reader, header, path)
+    _refuse_non_finite(non_finite, () if missing else labels, path)
     table = np.asarray(rows, dtype=np.float64).reshape(len(rows), len(header))
     label_indices = [] if missing else [header.index(label) for label in labels]
     feature_indices = [i for i in range(len(header)) if i not in label_indices]
@@ -539,7 +630,8 @@ def split_and_standardize(
         `Splits` with float64 arrays; x_* standardized by `Splits.standardizer`.
 
     Raises:
-        DataError: when any split would be empty.
+        DataError: when any split would be empty, or a standardized feature of any split is not
+            finite or beyond ±STANDARDIZED_LIMIT (naming the column and the data's row).
 
     Warns:
         UserWarning: when a label column has a single class in the training split.
@@ -554,28 +646,31 @@ def split_and_standardize(
     classes = np.unique(y, axis=0, return_inverse=True)[1].reshape(-1)
     rng = np.random.default_rng(seed)
     test_seed, val_seed = (int(s) for s in rng.integers(2**31 - 1, size=2))
-    x_rest, x_test, y_rest, y_test, classes_rest, _ = train_test_split(
-        x, y, classes,
+    # Row indices are split (the same permutation x itself would get), so that every row is
+    # standardized and checked in the data's own order, its messages naming the data's rows.
+    rest, test = train_test_split(
+        np.arange(x.shape[0]),
         test_size=n_test,
         random_state=test_seed,
         stratify=_stratify_by(classes, n_test, n_val + n_train),
     )
-    x_train, x_val, y_train, y_val = train_test_split(
-        x_rest, y_rest,
+    train, val = train_test_split(
+        rest,
         test_size=n_val,
         random_state=val_seed,
-        stratify=_stratify_by(classes_rest, n_val, n_train),
+        stratify=_stratify_by(classes[rest], n_val, n_train),
     )
-    _warn_if_single_class(data, y_train)
+    _warn_if_single_class(data, y[train])
 
-    standardizer = _fit_standardizer(x_train, tuple(data.feature_names))
+    standardizer = _fit_standardizer(x[train], tuple(data.feature_names))
+    z = standardizer.transform(x, data.feature_names, f"dataset {data.name!r}")  # every split
     return Splits(
-        x_train=standardizer.transform(x_train),
-        y_train=y_train,
-        x_val=standardizer.transform(x_val),
-        y_val=y_val,
-        x_test=standardizer.transform(x_test),
-        y_test=y_test,
+        x_train=z[train],
+        y_train=y[train],
+        x_val=z[val],
+        y_val=y[val],
+        x_test=z[test],
+        y_test=y[test],
         standardizer=standardizer,
         feature_names=tuple(data.feature_names),
         label_names=tuple(data.label_names),

@@ -3,23 +3,39 @@
 W&B runs offline by default: no account, no network; the run is stored under the run directory
 (`<run_dir>/wandb/offline-run-*`) and can be uploaded later with `wandb sync <that dir>`.
 Nothing here is ever called from inside jitted code.
+
+logger.mode=online first asks the server (`resolve_mode`): one GraphQL request, the query W&B's
+own login makes, to WANDB_BASE_URL with the API key, answered within ONLINE_PROBE_SECONDS. A
+server that cannot be reached, is silent, answers an error or refuses the key: the run logs
+offline, with one warning line. logger.mode=online_only stops instead (TrackingError, exit 2)
+before any work. wandb.init itself is given ONLINE_INIT_SECONDS; if it still fails, the same
+fallback (or stop) applies. The worst case is thus ~15 s, never W&B's own ~110 s and traceback.
 """
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import json
 import logging
 import netrc
 import os
-import socket
+import threading
+import urllib.error
+import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 from deltaprop.choices import LoggerMode
+from deltaprop.errors import InputError
 
 log = logging.getLogger(__name__)
+
+
+class TrackingError(InputError):
+    """logger.mode=online_only, and W&B cannot be used: the message says why, in one line."""
 
 
 class NullLogger:
@@ -82,30 +98,44 @@ class WandbLogger(NullLogger):
         import wandb
 
         self._wandb = wandb
-        self.run = wandb.init(
-            project=logger_cfg.project,
-            entity=logger_cfg.entity,
-            group=logger_cfg.group or group,
-            tags=list(logger_cfg.tags),
-            name=name,
-            job_type=job_type,
-            config=config,
-            dir=str(run_dir),
-            mode=str(logger_cfg.mode),
-            id=resume_id,
-            resume="allow" if resume_id else None,
-            reinit="create_new",
-            # System metrics: W&B's CPU/GPU/memory charts (logger.system_metrics), sampled by
-            # a thread beside the run; a sweep's member runs leave them to its summary run.
-            settings=wandb.Settings(
-                console="off",
-                x_disable_stats=not (system_metrics and getattr(logger_cfg, "system_metrics", True)),
-            ),
-        )
+        options = {
+            "project": logger_cfg.project,
+            "entity": logger_cfg.entity,
+            "group": logger_cfg.group or group,
+            "tags": list(logger_cfg.tags),
+            "name": name,
+            "job_type": job_type,
+            "config": config,
+            "dir": str(run_dir),
+            "id": resume_id,
+            "resume": "allow" if resume_id else None,
+            "reinit": "create_new",
+        }
+        stats = system_metrics and getattr(logger_cfg, "system_metrics", True)
+        mode = str(logger_cfg.mode)
+        self.run = self._init(options, mode, stats)
         self.run_id = self.run.id
         self.finished = False
         self.log_artifacts = logger_cfg.log_artifacts
-        self.run_path = str(Path(self.run.dir).parent) if logger_cfg.mode != "disabled" else None
+        self.run_path = str(Path(self.run.dir).parent) if mode != "disabled" else None
+
+    def _init(self, options: dict[str, Any], mode: str, stats: bool):
+        """wandb.init; online within ONLINE_INIT_SECONDS, else offline with one warning line
+        (online_only: TrackingError)."""
+        wandb = self._wandb
+        # System metrics: W&B's CPU/GPU/memory charts (logger.system_metrics), sampled by a
+        # thread beside the run; a sweep's member runs leave them to its summary run.
+        settings = {"console": "off", "x_disable_stats": not stats}
+        if mode not in ("online", "online_only"):
+            return wandb.init(mode=mode, settings=wandb.Settings(**settings), **options)
+        try:
+            return wandb.init(mode="online", settings=wandb.Settings(
+                init_timeout=ONLINE_INIT_SECONDS, **settings), **options)
+        except Exception as error:  # noqa: BLE001  (wandb.errors.Error, and whatever a broken
+            # server's answers make wandb raise: pydantic's ValidationError, ...)
+            problem = f"wandb.init failed: {_one_line(error)}"
+        fall_back(mode, problem)
+        return wandb.init(mode="offline", settings=wandb.Settings(**settings), **options)
 
     def log(self, metrics: dict[str, float], step: int) -> None:
         self.run.log(metrics, step=step)
@@ -136,46 +166,96 @@ class WandbLogger(NullLogger):
             self.run.finish(exit_code=exit_code)
 
 
-ONLINE_PROBE_SECONDS = 3.0  # how long logger.mode=online waits to reach the W&B server
+ONLINE_PROBE_SECONDS = 5.0  # how long logger.mode=online waits for the W&B server to answer
+ONLINE_INIT_SECONDS = 10.0  # then how long wandb.init may take (W&B's default: 90 s)
+DEFAULT_BASE_URL = "https://api.wandb.ai"
+# What W&B's own login asks: who the key belongs to.
+_VIEWER_QUERY = json.dumps({"query": "query Viewer { viewer { id } }"}).encode()
 
 
 def resolve_mode(logger_cfg: Any) -> Any:
     """logger_cfg, with mode=online turned into offline (and one warning line) when no API key is
-    configured or the W&B server cannot be reached within a few seconds: the run is logged
-    offline instead of stalling or failing after training (upload later with `wandb sync`)."""
-    if logger_cfg.name != "wandb" or logger_cfg.mode != "online":
+    configured or the W&B server does not answer a request within ONLINE_PROBE_SECONDS: the run
+    is logged offline instead of stalling or failing (upload later with `wandb sync`).
+
+    Raises:
+      TrackingError: mode=online_only and W&B cannot be used (one line saying why).
+    """
+    if logger_cfg.name != "wandb" or str(logger_cfg.mode) not in ("online", "online_only"):
         return logger_cfg
-    base_url = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")
-    host = urlparse(base_url).hostname or base_url
-    problem = None
-    if not _has_api_key(host):
+    base_url = os.environ.get("WANDB_BASE_URL", DEFAULT_BASE_URL).rstrip("/")
+    key = _api_key(urlparse(base_url).hostname or base_url)
+    if key is None:
         problem = "no W&B API key is configured (set WANDB_API_KEY or run `wandb login`)"
-    elif not _reachable(base_url):
-        problem = f"{host} cannot be reached within {ONLINE_PROBE_SECONDS:g} s"
+    else:
+        problem = probe_server(base_url, key, ONLINE_PROBE_SECONDS)
     if problem is None:
         return logger_cfg
-    log.warning(f"warning: logger.mode=online, but {problem}; logging offline instead "
-          "(upload later with: wandb sync <run dir>/wandb/offline-run-*)")
+    fall_back(str(logger_cfg.mode), problem)
     return dataclasses.replace(logger_cfg, mode=LoggerMode.offline)
 
 
-def _has_api_key(host: str) -> bool:
+def fall_back(mode: str, problem: str) -> None:
+    """One warning line (mode=online: the run logs offline), or TrackingError (online_only)."""
+    if mode == "online_only":
+        raise TrackingError(f"logger.mode=online_only, but {problem}; stopping before any work "
+                            "(logger.mode=online would log offline instead)")
+    # W&B's own error reports go to the same server: a silent one would hold the exit ~10 s.
+    os.environ.setdefault("WANDB_ERROR_REPORTING", "false")
+    # The record's level says "warning"; the text says what happened (no second prefix).
+    log.warning(f"logger.mode=online, but {problem}; logging offline instead (upload later "
+                "with: wandb sync <run dir>/wandb/offline-run-*)")
+
+
+def _api_key(host: str) -> str | None:
     if os.environ.get("WANDB_API_KEY"):
-        return True
+        return os.environ["WANDB_API_KEY"]
     try:
-        return netrc.netrc().authenticators(host) is not None
-    except (FileNotFoundError, netrc.NetrcParseError):
-        return False
+        found = netrc.netrc().authenticators(host)
+    except (OSError, netrc.NetrcParseError):
+        return None
+    return found[2] if found else None
 
 
-def _reachable(base_url: str) -> bool:
-    parsed = urlparse(base_url)
-    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+def probe_server(base_url: str, key: str, seconds: float) -> str | None:
+    """None when the W&B server at `base_url` answers W&B's login query with JSON within
+    `seconds` (all told: connecting, sending, answering); else what went wrong, in words."""
+    if urlparse(base_url).scheme not in ("http", "https"):
+        return f"WANDB_BASE_URL={base_url!r} is not an http(s) URL"
+    outcome: list[str | None] = []
+    worker = threading.Thread(target=lambda: outcome.append(_ask(base_url, key, seconds)),
+                              daemon=True)  # a server that trickles bytes is left behind
+    worker.start()
+    worker.join(seconds)
+    return outcome[0] if outcome else f"{base_url} did not answer within {seconds:g} s"
+
+
+def _ask(base_url: str, key: str, seconds: float) -> str | None:
+    token = base64.b64encode(f"api:{key}".encode()).decode()
+    request = urllib.request.Request(
+        f"{base_url}/graphql", data=_VIEWER_QUERY, method="POST",
+        headers={"Content-Type": "application/json", "Authorization": f"Basic {token}"})
     try:
-        with socket.create_connection((parsed.hostname, port), timeout=ONLINE_PROBE_SECONDS):
-            return True
-    except OSError:
-        return False
+        with urllib.request.urlopen(request, timeout=seconds) as response:
+            json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        refused = error.code in (401, 403)
+        what = "refused the API key" if refused else "answered with an error"
+        return f"{base_url} {what} (HTTP {error.code} {error.reason})"
+    except (urllib.error.URLError, OSError) as error:
+        reason = getattr(error, "reason", error)
+        if isinstance(reason, TimeoutError) or "timed out" in str(reason):
+            return f"{base_url} did not answer within {seconds:g} s"
+        return f"{base_url} cannot be reached ({_one_line(reason)})"
+    except ValueError:
+        return f"{base_url} did not answer as a W&B server does (not JSON)"
+    return None
+
+
+def _one_line(error: Any) -> str:
+    """An error's text on one line: its first line."""
+    text = str(getattr(error, "strerror", None) or error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def make_logger(
