@@ -15,7 +15,7 @@ from deltaprop.playground import session as session_module
 from deltaprop.playground.problem import GRID, load_problem
 from deltaprop.playground.session import TrainingSession, batch_indices
 from deltaprop.playground.settings import DEFAULTS, SettingsError, parse_settings
-from deltaprop.playground.step import picture, record_step
+from deltaprop.playground.step import picture
 from deltaprop.teaching import svg
 from deltaprop.teaching.worked_example import worked_example
 
@@ -121,8 +121,9 @@ def test_every_synthetic_dataset_loads_split_and_standardized():
         np.testing.assert_allclose(problem.x_train.mean(axis=0), 0, atol=1e-12)
         assert set(np.unique(problem.y_train)) == {0.0, 1.0}
         assert problem.grid.shape == (GRID * GRID, 2)
-        x0, x1, y0, y1 = problem.extent
-        assert problem.grid[0, 0] == x0 and problem.grid[0, 1] == y1  # top left first
+        x_from, x_to, y_from, y_to = problem.extent
+        assert problem.grid[0, 0] == x_from and problem.grid[0, 1] == y_to  # top left first
+        assert problem.grid[-1, 0] == x_to and problem.grid[-1, 1] == y_from
 
 
 CSV = "a,b,c,label\n" + "\n".join(

@@ -29,7 +29,7 @@ import numpy as np
 from deltaprop.backprop import backprop_trace
 from deltaprop.gradient_check import TOLERANCE_AUTODIFF, relative_error
 from deltaprop.losses import elementwise_loss, loss_fn
-from deltaprop.network import Params, activate, activation_derivative, layer_sizes, linear
+from deltaprop.network import Params, activate, activation_derivative, linear
 from deltaprop.precision import float64_scope
 from deltaprop.teaching import svg
 

@@ -12,12 +12,13 @@ from __future__ import annotations
 import dataclasses
 from importlib.resources import files
 
+import numpy as np
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from deltaprop.playground.session import TrainingSession
 from deltaprop.playground.settings import MAX_STEPS_PER_FRAME, SettingsError
-from deltaprop.playground.step import picture, record_json
+from deltaprop.playground.step import StepRecord, picture, record_json
 from deltaprop.teaching import svg
 from deltaprop.teaching.history import training_history
 from deltaprop.teaching.page import CONTENT_SECURITY_POLICY, format_page
@@ -50,8 +51,21 @@ def frame(session: TrainingSession, request: Request, body: dict) -> Response:
     return JSONResponse(full_frame(session))
 
 
-def step(session: TrainingSession, request: Request, body: dict) -> Response:
+def _finite_step(session: TrainingSession) -> StepRecord:
+    """The current step, or SettingsError when a number of it is not finite (JSON has no NaN;
+    the worked example's page refuses one): at a learning rate that large, say so."""
     record = session.current_step()
+    arrays = [array for layer in record.layers for array in vars(layer).values()
+              if isinstance(array, np.ndarray)]
+    if not all(np.all(np.isfinite(a)) for a in arrays) or not np.isfinite(record.loss_after):
+        raise SettingsError("learning_rate", f"step {record.step} overflows at learning_rate="
+                            f"{session.settings.learning_rate:g}: its update is not finite; "
+                            "lower the learning rate to see a step")
+    return record
+
+
+def step(session: TrainingSession, request: Request, body: dict) -> Response:
+    record = _finite_step(session)
     return JSONResponse({**record_json(record), "worked_example_page": worked_example_covers(session)})
 
 
@@ -65,7 +79,7 @@ def _example(request: Request, n_examples: int) -> int:
 
 
 def step_picture(session: TrainingSession, request: Request, body: dict) -> Response:
-    record = session.current_step()
+    record = _finite_step(session)
     n = _example(request, record.x.shape[0])
     return Response(svg.format_svg(picture(record, n)), media_type="image/svg+xml")
 
@@ -76,7 +90,7 @@ def step_page(session: TrainingSession, request: Request, body: dict) -> Respons
     if not worked_example_covers(session):
         raise SettingsError("activation", f"the worked example's page is written for sigmoid "
                             f"hidden layers and bce; this run uses {s.activation} and {s.loss}")
-    record = session.current_step()
+    record = _finite_step(session)
     history = training_history(session.params, record.x, record.y, s.learning_rate, steps=1)
     source = (f"the minibatch of step {record.step}: {record.x.shape[0]} rows of the "
               f"standardized {s.dataset} training split")

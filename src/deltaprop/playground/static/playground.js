@@ -6,7 +6,7 @@ import {drawBoundary, drawChart, drawNetwork, format} from "./draw.js";
 import {phases, renderPhase, renderStepHeader} from "./step.js";
 
 const state = {session: null, playing: false, busy: false, data: null, settings: null,
-               csv: "", record: null, phase: 0, generation: 0};
+               csv: "", record: null, phase: 0, generation: 0, looping: false};
 const $ = (id) => document.getElementById(id);
 const FRAME_PAUSE_MS = 120;  // between two frames while playing: a few frames per second
 
@@ -107,6 +107,7 @@ function setPlaying(playing) {
 function started(payload) {
   state.generation += 1;  // frames asked for before this restart are not drawn
   state.session = payload.session;
+  document.body.dataset.session = payload.session;
   state.data = payload.data;
   state.settings = payload.settings;
   $("notes").textContent = [`${payload.data.n_train} training and ${payload.data.n_val} ` +
@@ -132,6 +133,7 @@ async function restart() {
 async function advance(steps) {
   if (state.busy || !state.session) return;
   state.busy = true;
+  document.body.dataset.busy = "1";
   const generation = state.generation;
   try {
     const frame = await api("POST", `/api/sessions/${state.session}/advance`, steps ? {steps} : {});
@@ -141,13 +143,20 @@ async function advance(steps) {
     showMessage(error.message, error.field);
   } finally {
     state.busy = false;
+    document.body.dataset.busy = "";
   }
 }
 
 async function loop() {
-  while (state.playing) {
-    await advance();
-    await new Promise((resolve) => setTimeout(resolve, FRAME_PAUSE_MS));
+  if (state.looping) return;  // pause and play within one pause between frames: one loop
+  state.looping = true;
+  try {
+    while (state.playing) {
+      await advance();
+      await new Promise((resolve) => setTimeout(resolve, FRAME_PAUSE_MS));
+    }
+  } finally {
+    state.looping = false;
   }
 }
 

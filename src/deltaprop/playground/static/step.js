@@ -63,7 +63,8 @@ function table(caption, rowHeader, rowLabels, blocks, layer) {
     for (const [, quantity, matrix, own] of blocks) {
       matrix[r].forEach((value, j) => {
         const cell = row.insertCell();
-        cell.textContent = format(value);
+        cell.textContent = quantity === "y" ? String(value) : format(value);  // labels: 0, 1
+        cell.title = String(value);  // the float64 value, unrounded
         const isBias = rowHeader === "i" && label === "b";
         Object.assign(cell.dataset, {q: isBias ? quantity.replace("W", "b") : quantity,
                                      layer: String(own || layer), j: String(j + 1),
@@ -151,8 +152,8 @@ export function renderStepHeader(record) {
     `example${rows === 1 ? "" : "s"} (rows ${record.indices.slice(0, 12).map((i) => i + 1).join(", ")}` +
     `${rows > 12 ? ", …" : ""} of the standardized training split), hidden φ = ${record.activation}, ` +
     `cost ${record.loss}, η = ${record.learning_rate}. Every number is deltaprop.backprop_trace's ` +
-    `(float64, jitted), rounded to 4 significant digits here (hover a table for no rounding: ` +
-    `data-value); δ_l and ∂L/∂θ are checked against jax.grad.`;
+    `(float64, jitted), rounded to 4 significant digits (hover a number for its unrounded ` +
+    `value); δ_l and ∂L/∂θ are checked against jax.grad.`;
   const links = document.getElementById("phase-links");
   links.replaceChildren(...phases(record.sizes).map(({phase, layer}, k) => {
     const button = document.createElement("button");
