@@ -171,7 +171,9 @@ def test_play_pause_and_open_a_step_whose_numbers_are_jax_grads(browser, server)
                      "!!document.querySelector('#step-picture svg')", 30)
     assert browser.evaluate("document.getElementById('phase-name').textContent") == \
         "forward pass · layer 2"
+    assert browser.evaluate("document.getElementById('step-previous').disabled")
     cells = shown_cells(browser)
+    assert browser.evaluate("document.getElementById('step-next').disabled")  # at the update
     sizes = (2, 6, 6, 1)
     params, x, y = inputs_of(cells, sizes)
     oracle = jax.device_get(direct_step(params, x, y, 0.3, "bce", "tanh"))
@@ -201,6 +203,10 @@ def test_play_pause_and_open_a_step_whose_numbers_are_jax_grads(browser, server)
         "[data-layer=\"2\"]')].map(t => +t.textContent))"))
     np.testing.assert_allclose(shown_a, oracle["layers"][0]["a"][0], rtol=1e-3)
     assert "tanh" in browser.evaluate("document.getElementById('picture-note').textContent")
+
+    browser.click("#step-once")  # one more step: the view of step t closes, it is past
+    browser.wait_for(f"document.body.dataset.step === '{step + 1}' && "
+                     "document.getElementById('step-view').hidden")
 
 
 def test_a_bad_value_is_shown_by_its_field_and_the_server_keeps_running(browser, server):
@@ -247,3 +253,28 @@ def test_two_tabs_train_separately(browser, server):
     assert browser.evaluate("document.querySelectorAll('#network circle').length") == 2 + 6 + 6 + 1
     browser.use(second)
     assert int(browser.evaluate("document.body.dataset.step")) >= 20
+
+
+def test_a_csv_file_chosen_in_the_page_trains(browser, server, tmp_path):
+    rng = np.random.default_rng(0)
+    points = rng.normal(size=(120, 3))
+    rows = [f"{a:.6f},{b:.6f},{c:.6f},{int(a + b > 0)}" for a, b, c in points]
+    path = tmp_path / "points.csv"
+    path.write_text("a,b,c,target\n" + "\n".join(rows) + "\n")
+    browser.open(server.url)
+    browser.evaluate("(() => { const d = document.getElementById('dataset'); d.value = 'csv';"
+                     "d.dispatchEvent(new Event('change', {bubbles: true})); })()")
+    browser.wait_for("document.getElementById('message').textContent.includes('choose a CSV')")
+    type_into(browser, "csv_label", "target")  # no file yet: still asked for one
+    browser.wait_for("document.getElementById('message').textContent.includes('choose a CSV')")
+    document = browser.send("DOM.getDocument")["root"]["nodeId"]
+    node = browser.send("DOM.querySelector", {"nodeId": document, "selector": "#csv"})["nodeId"]
+    browser.send("DOM.setFileInputFiles", {"files": [str(path)], "nodeId": node})
+    browser.wait_for("document.getElementById('message').textContent === '' && "
+                     "document.querySelectorAll('#network circle').length === 3 + 6 + 6 + 1")
+    assert "slice through 'a' and 'b'" in browser.evaluate(
+        "document.getElementById('notes').textContent")
+    assert "72 training" in browser.evaluate("document.getElementById('notes').textContent")
+    first = number(browser, "#train-loss")
+    play_until(browser, 100)
+    assert number(browser, "#train-loss") < 0.7 * first  # a linear rule on a and b: learnable

@@ -245,3 +245,16 @@ def test_the_doc_names_what_exists_and_quotes_the_messages_and_limits_the_code_h
               f"at most {MAX_BODY / 1e6:.1f} MB", f"({TOLERANCE_AUTODIFF:.0e})"]
     flat = " ".join(doc.split())
     assert [limit for limit in limits if limit not in flat] == []
+
+
+def test_every_static_file_is_package_data_and_the_command_is_declared():
+    import fnmatch
+
+    project = (DOC.parents[1] / "pyproject.toml").read_text(encoding="utf-8")
+    listed = re.search(r'^"deltaprop.playground" = (\[.*\])$', project, re.MULTILINE)
+    patterns = ast.literal_eval(listed.group(1))  # a TOML list of strings reads as Python
+    files = [path.relative_to(PACKAGE).as_posix() for path in (PACKAGE / "static").iterdir()]
+    assert len(files) == 5
+    assert [f for f in files if not any(fnmatch.fnmatch(f, p) for p in patterns)] == []
+    assert re.search(r'packages = \[[^]]*"deltaprop.playground"', project)
+    assert 'deltaprop-playground = "deltaprop.playground.server:main"' in project

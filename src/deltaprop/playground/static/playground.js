@@ -89,6 +89,7 @@ function draw(frame) {
   $("epoch").textContent = String(frame.epoch);
   $("open-step").textContent = `open step ${frame.step}`;
   document.body.dataset.step = String(frame.step);
+  if (state.record && state.record.step !== frame.step) closeStep();  // it showed an older step
   if (frame.stopped) {
     setPlaying(false);
     showMessage(frame.stopped);
