@@ -375,8 +375,13 @@ def test_ctrl_c_saves_a_final_checkpoint_and_exits_130(tmp_path):
     config = ["logger=none", "logger.plots=false", "trainer.progress=false",
               "trainer.epochs=1000000", "trainer.eval_every=1000000", "dataset.n_samples=200",
               "trainer.checkpoint_every=100"]
-    process = train_cli(run_dir, *config, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                        text=True)
+    # A shell's background job (`pytest &`) ignores SIGINT, and so would the child: not here.
+    ignored = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        process = train_cli(run_dir, *config, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    finally:
+        signal.signal(signal.SIGINT, ignored)
     deadline = time.monotonic() + 120
     while not checkpoints.complete_steps(run_dir / "checkpoints") and time.monotonic() < deadline:
         time.sleep(0.05)  # until training is well under way

@@ -302,6 +302,8 @@ def test_divergence_stops_training_keeps_good_checkpoints_and_fails_the_run(
     assert run.exit_code == 1  # the W&B run is marked failed
     assert [step for step, _ in run.steps] == list(range(epoch))  # 0: at init; the bad epoch not logged
     assert not (run_dir / "params.safetensors").exists()
+    kept = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [row["epoch"] for row in kept] == list(range(epoch))  # what was logged is kept
 
     # The last good checkpoint resumes: a run of epoch - 1 epochs from it trains nothing more.
     train(make_cfg(*EXPLODING, f"trainer.epochs={epoch - 1}", f"trainer.resume={root}",
@@ -430,3 +432,6 @@ def test_every_member_diverged_fails_like_a_single_run(make_cfg, tmp_path):
                                                r"member 0: loss became non-finite at epoch 1"):
         train(make_cfg("trainer.num_seeds=2", "sweep.lr=[1e38]"))
     assert not (tmp_path / "run" / "members.csv").exists()
+    for m in (0, 1):  # each member's evaluation at initialization is kept
+        history = tmp_path / "run" / "members" / f"member_{m}" / "metrics.jsonl"
+        assert [json.loads(line)["epoch"] for line in history.read_text().splitlines()] == [0]

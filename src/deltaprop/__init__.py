@@ -1,59 +1,52 @@
-"""deltaprop: backpropagation for sigmoid/BCE networks, by hand in JAX, proven equal to autodiff."""
+"""deltaprop: backpropagation for sigmoid/BCE networks, by hand in JAX, proven equal to autodiff.
 
-from deltaprop.backprop import (
-    BackpropTrace,
-    backprop_trace,
-    loss_fn_manual,
-    manual_grad,
-    manual_value_and_grad,
-)
-from deltaprop.gradient_check import GradcheckReport, gradcheck, relative_error
-from deltaprop.losses import binary_cross_entropy_with_logits, loss_fn
-from deltaprop.network import forward, init_params, layer_sizes, predict_proba
+    import deltaprop as dp
+    params = dp.init_params(jax.random.key(0), [2, 3, 3, 3, 1])
+    grads = dp.manual_grad(params, x, y)            # the δ recursion, by hand
+    result = dp.train(dp.compose("trainer.epochs=20"))
 
-__all__ = [
-    "BackpropTrace",
-    "GradcheckReport",
-    "TrainingDiverged",
-    "backprop_trace",
-    "binary_cross_entropy_with_logits",
-    "compose",
-    "forward",
-    "gradcheck",
-    "init_params",
-    "layer_sizes",
-    "loss_fn",
-    "loss_fn_manual",
-    "manual_grad",
-    "manual_value_and_grad",
-    "predict_proba",
-    "relative_error",
-    "train",
-]
+Every name is imported on first use: `import deltaprop` itself loads nothing heavy, so a command's
+--help and tab completion do not wait for JAX, and the math alone never loads Hydra.
+"""
+
+from __future__ import annotations
+
+import importlib
+
 __version__ = "0.1.0"
 
-
-def compose(*overrides: str, config_name: str = "config"):
-    """The config `python experiments/train.py <overrides>` runs, for notebooks and scripts:
-
-        cfg = deltaprop.compose("trainer.epochs=20", "optimizer=adam")
-        result = deltaprop.train(cfg)        # result["test/acc"], result.histories, ...
-
-    Composes the packaged configs (`deltaprop.conf`, the project's conf/) with Hydra (imported
-    here, not by `import deltaprop`)."""
-    from deltaprop.run.config import compose as compose_config
-
-    return compose_config(*overrides, config_name=config_name)
+# name: the module that defines it
+_PUBLIC = {
+    "BackpropTrace": "deltaprop.backprop",
+    "backprop_trace": "deltaprop.backprop",
+    "loss_fn_manual": "deltaprop.backprop",
+    "manual_grad": "deltaprop.backprop",
+    "manual_value_and_grad": "deltaprop.backprop",
+    "GradcheckReport": "deltaprop.gradient_check",
+    "gradcheck": "deltaprop.gradient_check",
+    "relative_error": "deltaprop.gradient_check",
+    "binary_cross_entropy_with_logits": "deltaprop.losses",
+    "loss_fn": "deltaprop.losses",
+    "forward": "deltaprop.network",
+    "init_params": "deltaprop.network",
+    "layer_sizes": "deltaprop.network",
+    "predict_proba": "deltaprop.network",
+    "Model": "deltaprop.model",
+    "TrainingDiverged": "deltaprop.errors",
+    "train": "deltaprop.run.train",
+    "RunResult": "deltaprop.run.result",
+    "compose": "deltaprop.run.config",
+}
+__all__ = list(_PUBLIC)  # noqa: PLE0605  (the names above, imported on first use)
 
 
 def __getattr__(name: str):
-    # `deltaprop.train(cfg)` without importing Hydra, W&B and matplotlib for the math alone.
-    if name == "train":
-        from deltaprop.run.train import train
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'deltaprop' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_PUBLIC[name]), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
 
-        return train
-    if name == "TrainingDiverged":
-        from deltaprop.nan_guard import TrainingDiverged
 
-        return TrainingDiverged
-    raise AttributeError(f"module 'deltaprop' has no attribute {name!r}")
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_PUBLIC])

@@ -29,5 +29,10 @@ class OutputError(InputError):
     before is left as it was (deltaprop.io.files writes through a temporary file and a rename)."""
 
 
+class TrainingDiverged(RuntimeError):
+    """The loss or a parameter stopped being finite; the message names the epoch and the layer
+    (nan_guard.py finds them)."""
+
+
 class RunInterrupted(KeyboardInterrupt):
     """Ctrl-C during training; the message says what was saved and how to resume."""

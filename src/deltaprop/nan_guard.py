@@ -23,11 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from deltaprop.errors import TrainingDiverged
 from deltaprop.network import SIGMOID, Activation, Params, activation_named
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss or a parameter stopped being finite; the message names the epoch and the layer."""
 
 
 def finite_members(

@@ -33,6 +33,7 @@ from deltaprop.errors import (
     EXIT_DIVERGED,
     EXIT_INTERRUPTED,
     InputError,
+    TrainingDiverged,
 )
 from deltaprop.run import config as _config  # noqa: F401  (registers the schema with Hydra)
 
@@ -83,14 +84,12 @@ def fail(error: BaseException | str, code: int) -> None:
 def failing_cleanly(body: Callable[[DictConfig], object]) -> Callable[[DictConfig], object]:
     """`body(cfg)`, with bad input (exit 2), a diverged run (3) and Ctrl-C (130) each one line on
     stderr. In a multirun the job fails and Hydra goes on (a search skips the trial)."""
-    from deltaprop.nan_guard import TrainingDiverged
-
     def task(cfg: DictConfig):
         try:
             return body(cfg)
         except (InputError, TrainingDiverged) as error:
             if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
-                log.error(f"error: {error}")  # the console and the job's log
+                log.error(str(error))  # "error: ..." on the console and in the job's log
                 raise  # Hydra marks this job failed; a search goes on (conf/hparams_search/)
             fail(error, EXIT_BAD_INPUT if isinstance(error, InputError) else EXIT_DIVERGED)
         except KeyboardInterrupt as error:

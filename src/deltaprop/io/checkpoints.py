@@ -29,6 +29,8 @@ import hashlib
 import json
 import logging
 import math
+import signal
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,6 +110,24 @@ def run_metadata(
         "members": [dict(member) for member in members],
         **settings,
     }
+
+
+@contextlib.contextmanager
+def interrupts_deferred():
+    """Ctrl-C during the body is raised when it ends: a KeyboardInterrupt inside orbax's save
+    would leave its writer threads waiting forever (the process could not exit)."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        yield
+        return
+    received = []
+    previous = signal.signal(signal.SIGINT, lambda number, frame: received.append(number))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        raise KeyboardInterrupt
 
 
 @contextlib.contextmanager
@@ -287,14 +307,15 @@ def save_checkpoint(
     tree, progress = _state_tree(state), _encode_floats(progress)
     meta = {**metadata, "key_impl": str(jax.random.key_impl(state.key)),
             "digest": state_digest(tree, progress)}
-    saved = manager.save(
-        epoch,
-        args=ocp.args.Composite(
-            state=ocp.args.StandardSave(tree),
-            progress=ocp.args.JsonSave(progress),
-            meta=ocp.args.JsonSave(meta),
-        ),
-    )
+    with interrupts_deferred():
+        saved = manager.save(
+            epoch,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardSave(tree),
+                progress=ocp.args.JsonSave(progress),
+                meta=ocp.args.JsonSave(meta),
+            ),
+        )
     if not saved:
         raise CheckpointError(f"checkpoint step {epoch} was not saved in {manager.directory} "
                               "(a step of that number is already there)")

@@ -18,6 +18,18 @@ from contextlib import contextmanager, nullcontext
 PACKAGE_LOGGER = logging.getLogger("deltaprop")
 
 
+class MessageFormatter(logging.Formatter):
+    """The message alone, after its level for a warning or an error ("warning: ...",
+    "error: ..."): one prefix per line, written by no caller. Hydra's console handler uses it
+    (conf/config.yaml), and so does `console_output`."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = super().format(record)
+        if record.levelno >= logging.WARNING:
+            return f"{record.levelname.lower()}: {message}"
+        return message
+
+
 class _StdoutHandler(logging.StreamHandler):
     """Writes to whatever sys.stdout is at the time (a notebook's, a test's capture)."""
 
@@ -50,7 +62,7 @@ def console_output() -> Iterator[None]:
         yield
         return
     handler = _StdoutHandler()
-    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.setFormatter(MessageFormatter("%(message)s"))
     level, propagate = PACKAGE_LOGGER.level, PACKAGE_LOGGER.propagate
     PACKAGE_LOGGER.addHandler(handler)
     PACKAGE_LOGGER.setLevel(logging.INFO)

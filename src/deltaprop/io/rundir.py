@@ -48,18 +48,16 @@ def open_run_dir(run_dir: Path, enabled: bool = True):
     """Create the run directory and hold its lock for the body (`enabled`: this process writes).
 
     Raises:
-      RunDirError: one line naming the directory and why it cannot be used (a file is in the
-        way, it is read-only, the disk is full, ...), or that another run holds it.
+      OutputError: one line naming the directory and why it cannot be used (a file is in the
+        way, it is read-only, the disk is full, ...).
+      RunDirError: another run holds it.
     """
     if not enabled:
         yield
         return
-    run_dir = Path(run_dir)
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise RunDirError(f"cannot create the run directory {run_dir}: "
-                          f"{error.strerror or error}") from None
+    from deltaprop.io.files import ensure_writable_directory
+
+    ensure_writable_directory(run_dir)  # OutputError: a file in the way, read-only, disk full
     with run_dir_lock(run_dir):
         yield
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from deltaprop.errors import ConfigError, InputError, OutputError
+from deltaprop.io.console import MessageFormatter
 from deltaprop.io.files import ensure_writable_directory, output_error
 from deltaprop.metrics import IDENTITY, aggregate
 from deltaprop.run import outputs
@@ -320,10 +321,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="run directories of the blocks, or a folder above them")
     parser.add_argument("--out", type=Path, help="where to write (default: <parent>/gathered)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(MessageFormatter("%(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
     try:
         gather(args.paths, args.out)
     except InputError as error:  # GatherError, and OutputError: `out` cannot be written
-        log.error(f"error: {error}")
+        log.error(str(error))
         return 2
     return 0

@@ -16,6 +16,7 @@ import numpy as np
 
 from deltaprop.io.console import around_progress_bar, is_terminal
 from deltaprop.nan_guard import TrainingDiverged, locate_nan
+from deltaprop.run import outputs
 from deltaprop.run.checkpointing import Checkpoints
 from deltaprop.run.engines import Engine
 from deltaprop.run.finish import finish
@@ -43,21 +44,25 @@ def run_epochs(setup: RunSetup, engine: Engine, checkpoints: Checkpoints,
             results = jax.device_get(engine.evaluate(state.params, arrays))
             show(0, _log(record, tracker, 0, evaluation_columns(results, splits)))
         results = None
-        for epoch in epochs:
-            try:
+        try:
+            for epoch in epochs:
                 new, losses, finite = _train_epoch(engine, state, arrays, epoch, checkpoints)
                 evaluate = epoch % trainer.eval_every == 0 or epoch == trainer.epochs
                 results = engine.evaluate(new.params, arrays) if evaluate else None
                 losses, finite, results = jax.device_get((losses, finite, results))
                 state, diverged = guard(epoch, state, new, losses, finite, results)
-            except KeyboardInterrupt:
-                raise checkpoints.interrupted(state, record) from None
-            for m in diverged:
-                tracker.diverged(m, epoch)
-            if results is not None:
-                show(epoch, _log(record, tracker, epoch,
-                                 evaluation_columns(results, splits, losses)))
-            checkpoints.save(epoch, state, record)
+                for m in diverged:
+                    tracker.diverged(m, epoch)
+                if results is not None:
+                    show(epoch, _log(record, tracker, epoch,
+                                     evaluation_columns(results, splits, losses)))
+                checkpoints.save(epoch, state, record)
+        except KeyboardInterrupt:  # the state after the last completed epoch is saved
+            raise checkpoints.interrupted(state, record) from None
+        except TrainingDiverged:  # every member: the evaluations logged so far are kept
+            outputs.write_histories(setup.run_dir, [m.history for m in record.members],
+                                    setup.members, setup.sweep)
+            raise
     checkpoints.close()  # the last checkpoint is on disk before the W&B runs end
     if results is None or not record.active.all():  # frozen members, or nothing trained here
         results = jax.device_get(engine.evaluate(state.params, arrays))

@@ -86,12 +86,25 @@ def write_run_outputs(
     logger.log_images(images, step=step)
 
 
+def write_histories(run_dir: Path, histories: Sequence[list[dict[str, float]]],
+                    members: Sequence[Member], sweep: bool) -> None:
+    """The evaluations logged so far (metrics.jsonl; a sweep's under members/member_<i>/): what
+    a run that stops early, every member diverged, keeps."""
+    if not sweep:
+        write_jsonl(run_dir / "metrics.jsonl", histories[0])
+        return
+    for member, history in zip(members, histories):
+        directory = run_dir / "members" / f"member_{member.index}"
+        directory.mkdir(parents=True, exist_ok=True)
+        write_jsonl(directory / "metrics.jsonl", history)
+
+
 def _drawn(draw, path: Path) -> Path | None:
     """draw(path), or None with one warning line: a figure that fails loses nothing else."""
     try:
         return draw(path)
     except Exception as error:  # noqa: BLE001  (matplotlib and friends raise many types)
-        log.warning(f"warning: could not draw {path.name}: {type(error).__name__}: {error}")
+        log.warning(f"could not draw {path.name}: {type(error).__name__}: {error}")
         return None
 
 

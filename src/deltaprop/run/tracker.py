@@ -74,8 +74,11 @@ class Tracker:
     """The W&B runs of a population (logger=none: NullLoggers that keep nothing)."""
 
     def __init__(self, setup: RunSetup):
+        """Decides where the runs go before any work: logger.mode=online without a W&B server
+        that answers logs offline (one warning line), or stops (online_only: TrackingError)."""
         self.setup = setup
         self.is_main = jax.process_index() == 0  # several hosts: only process 0 tracks
+        self.logger = resolve_mode(setup.settings.logger) if self.is_main else None
         self.members: list[NullLogger] = [NullLogger() for _ in setup.members]
         self.summary = NullLogger()  # a sweep's summary run
 
@@ -89,8 +92,7 @@ class Tracker:
         Each is kept as soon as it is open, so a failure part-way finishes those already open."""
         if not self.is_main:
             return
-        setup, settings = self.setup, self.setup.settings
-        logger = resolve_mode(settings.logger)  # online without W&B reachable: offline
+        setup, settings, logger = self.setup, self.setup.settings, self.logger
         recorded = {"jax": jax_environment()}
         if record.resume_changes:
             recorded["resume_changes"] = record.resume_changes

@@ -72,8 +72,9 @@ def train(cfg: Any) -> RunResult:
             setup = RunSetup.create(settings)
             engine = make_engine(setup.engine)
             checkpoints = Checkpoints(setup)  # finds what trainer.resume names, or refuses
+            tracker = Tracker(setup)  # W&B online, offline, or refused: before any work
             with open_run_dir(setup.run_dir, enabled=jax.process_index() == 0), \
-                    _closing(checkpoints, Tracker(setup)) as tracker:
+                    _closing(checkpoints, tracker):
                 return run_epochs(setup, engine, checkpoints, tracker)
 
 
