@@ -37,7 +37,7 @@ _PUBLIC = {
     "RunResult": "deltaprop.run.result",
     "compose": "deltaprop.run.config",
 }
-__all__ = list(_PUBLIC)  # noqa: PLE0605  (the names above, imported on first use)
+__all__ = list(_PUBLIC)  # the names above, imported on first use
 
 
 def __getattr__(name: str):
