@@ -67,11 +67,23 @@ SMALL = [
 ]
 
 
-def compose_config(*overrides: str, return_hydra_config: bool = False):
-    """conf/config.yaml composed with `overrides`, as `python experiments/train.py` would."""
+def compose_config(*overrides: str, return_hydra_config: bool = False,
+                   config_name: str = "config"):
+    """conf/<config_name>.yaml composed with `overrides`, as the command would (config: train,
+    gradcheck, worked_example, ... each command's primary config)."""
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose("config", overrides=list(overrides),
+        return compose(config_name, overrides=list(overrides),
                        return_hydra_config=return_hydra_config)
+
+
+def compose_experiment(experiment: str, *overrides: str):
+    """conf/experiment/<experiment>.yaml composed by the command it belongs to (the worked
+    example's by its config, ...; a training experiment by conf/config.yaml)."""
+    from deltaprop.cli.launch import experiment_owner
+
+    owner = experiment_owner(CONF / "experiment" / f"{experiment}.yaml")
+    return compose_config(f"experiment={experiment}", *overrides,
+                          config_name="config" if owner is None else owner.config)
 
 
 @pytest.fixture(autouse=True)
@@ -86,9 +98,11 @@ def make_cfg(tmp_path):
     """(*overrides, run_dir=tmp_path / "run", small=True) -> a composed config; `small` puts
     SMALL first."""
 
-    def make(*overrides: str, run_dir: Path | None = None, small: bool = True):
+    def make(*overrides: str, run_dir: Path | None = None, small: bool = True,
+             config_name: str = "config"):
         run_dir = tmp_path / "run" if run_dir is None else run_dir
-        return compose_config(*(SMALL if small else []), f"run_dir={run_dir}", *overrides)
+        return compose_config(*(SMALL if small else []), f"run_dir={run_dir}", *overrides,
+                              config_name=config_name)
 
     return make
 
@@ -115,7 +129,8 @@ class RecordingLogger(NullLogger):
     """Stands in for a W&B run: records what it receives."""
 
     def __init__(self, logger_cfg=None, config=None, run_dir=None, name=None, group=None,
-                 resume_id=None, job_type="train", system_metrics=True):
+                 resume_id=None, job_type="train", system_metrics=True, console=False):
+        self.console = console
         self.config, self.name, self.group, self.job_type = config, name, group, job_type
         self.system_metrics = system_metrics
         self.resume_id = resume_id
@@ -187,6 +202,8 @@ def cli_env(devices: int = 1, **extra: str) -> dict[str, str]:
     """This environment without cluster settings, on the CPU with `devices` devices."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(CLUSTER_VARIABLES)}
     env |= {"JAX_PLATFORMS": "cpu", "WANDB_MODE": "offline", **extra}
+    scripts = str(Path(sys.executable).parent)  # deltaprop-train and the other commands
+    env["PATH"] = os.pathsep.join([scripts, env.get("PATH", "")])
     if devices > 1:
         env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
     return env

@@ -14,7 +14,6 @@ import pytest
 from conftest import compose_config
 
 from deltaprop.cli.teaching import worked_example_inputs
-from deltaprop.run.config import read
 from deltaprop.teaching.arithmetic import (
     Difference,
     Equation,
@@ -64,8 +63,8 @@ def all_equations(example) -> list[Equation]:
 @pytest.fixture(scope="module", params=[1, 4], ids=["one example", "the whole table"])
 def by_hand(request):
     """The by-hand experiment's worked example on the first row, or all four, of XOR."""
-    cfg = compose_config("experiment=worked_example_by_hand")
-    params, x, y = worked_example_inputs(read(cfg), request.param)
+    cfg = compose_config("experiment=worked_example_by_hand", config_name="worked_example")
+    params, x, y = worked_example_inputs(cfg, request.param)
     return worked_example(params, x, y, cfg.optimizer.lr)
 
 

@@ -15,9 +15,9 @@ import pytest
 import yaml
 from conftest import ROOT, SMALL, cli_env
 
-from deltaprop.cli import hydra_overrides
+from deltaprop.cli.launch import hydra_overrides
 
-SWEEP_FILE = ROOT / "experiments" / "wandb_sweep.yaml"
+SWEEP_FILE = ROOT / "conf" / "wandb_sweep.yaml"
 
 
 def test_agent_flags_become_hydra_overrides():
@@ -37,8 +37,7 @@ def agent_command(sweep: dict, values: dict, macro: str | None = None) -> list[s
     if macro is not None:  # the same file with another argument macro
         command = [macro if c == "${args_no_hyphens}" else c for c in command]
     variables = create_sweep_command_args({"args": {k: {"value": v} for k, v in values.items()}})
-    variables |= {"env": ["/usr/bin/env"], "interpreter": [sys.executable],
-                  "program": [sweep["program"]]}
+    variables |= {"env": ["/usr/bin/env"], "program": [sweep["program"]]}
     line = []
     for chunk in command:
         line += variables[chunk[2:-1]] if chunk.startswith("${") else [chunk]
@@ -59,7 +58,7 @@ def test_sweep_file_searches_config_keys():
 
     sweep = yaml.safe_load(SWEEP_FILE.read_text())
     assert sweep["metric"] == {"name": "val/best_loss", "goal": "minimize"}
-    assert (ROOT / sweep["program"]).is_file()
+    assert sweep["program"] == "deltaprop-train"  # the console script, checkout or wheel
     assert "${args_no_hyphens}" in sweep["command"]
     for key in sweep["parameters"]:  # every parameter is a key of the config
         assert compose().get(key.split(".")[0]) is not None and \

@@ -5,11 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import compose_config
+from conftest import CONF, compose_config, compose_experiment
 from hydra.errors import ConfigCompositionException
 
+from deltaprop.cli.launch import experiment_owner
 from deltaprop.errors import ConfigError, InputError
-from deltaprop.run.config import read
+from deltaprop.run.config import COMMANDS, read
+
+
+def cfg_command(experiment: str) -> str:
+    owner = experiment_owner(CONF / "experiment" / f"{experiment}.yaml")
+    return "train" if owner is None else owner.name
 
 CONF_DIR = Path(__file__).parents[1] / "conf"
 GROUPS = ("model", "dataset", "optimizer", "trainer", "logger", "experiment")
@@ -35,14 +41,18 @@ def test_every_option_composes_and_validates(group, option, tmp_path):
     overrides = [f"{group}={option}"]
     if group == "dataset" and option == "csv":
         overrides.append(f"dataset.path={tmp_path / 'data.csv'}")
-    cfg = compose_config(*overrides)
-    read(cfg)
+    if group == "experiment":  # by the command it belongs to
+        cfg = compose_experiment(option)
+        read(cfg, COMMANDS[cfg_command(option)].settings)
+    else:
+        cfg = compose_config(*overrides)
+        read(cfg)
     if group == "dataset":
         assert cfg.dataset.name == option
     if group == "optimizer":
         assert cfg.optimizer.name == option
     if group == "logger":
-        assert cfg.logger.name == option
+        assert cfg.logger.backend == option
     if group == "experiment":
         # experiment files are overrides only: they land on the typed schema's keys
         assert set(cfg) >= {"model", "dataset", "optimizer", "trainer", "logger"}
@@ -52,7 +62,7 @@ def test_defaults_compose_and_validate():
     cfg = compose_config()
     read(cfg)
     assert cfg.dataset.name == "moons"
-    assert cfg.logger.name == "wandb"
+    assert cfg.logger.backend == "wandb"
     assert cfg.logger.mode == "offline"
 
 

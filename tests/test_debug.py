@@ -45,7 +45,7 @@ def test_limit_batches_stops_the_epoch_after_k_minibatches():
 def test_debug_fast_trains_one_short_epoch_without_wandb(make_cfg, tmp_path):
     cfg = make_cfg("debug=fast", "trainer.progress=false", "dataset.n_samples=400",
                    small=False)
-    assert (cfg.trainer.epochs, cfg.trainer.limit_batches, cfg.logger.name) == (1, 4, "none")
+    assert (cfg.trainer.epochs, cfg.trainer.limit_batches, cfg.logger.backend) == (1, 4, "none")
     deltaprop.train(cfg)
     initial, row = history(tmp_path / "run")
     assert (initial["epoch"], row["epoch"]) == (0, 1)

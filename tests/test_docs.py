@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import compose_config
+from conftest import compose_config, compose_experiment
 
 # The module deltaprop.backprop (its docstring holds the equations).
 BACKPROP_MODULE = importlib.import_module("deltaprop.backprop")
@@ -68,6 +68,11 @@ TEXTBOOK_AND_CODE = (
     ("∂C_x/∂b^l_j = δ^l_j", "∂L/∂b_l = Σ_batch δ_l"),
     ("∂C_x/∂w^l_{ji} = a^{l−1}_i δ^l_j", "∂L/∂W_l = a_{l−1}ᵀ δ_l"),
 )
+
+
+def worked_example_config(experiment: str):
+    """The worked example command's config (conf/worked_example.yaml) with `experiment`."""
+    return compose_config(f"experiment={experiment}", config_name="worked_example")
 
 
 @pytest.fixture(scope="module")
@@ -159,11 +164,10 @@ def test_one_notation_two_deltas_and_the_index_map(doc):
 @pytest.fixture(scope="module")
 def by_hand_example():
     from deltaprop.cli.teaching import worked_example_inputs
-    from deltaprop.run.config import read
     from deltaprop.teaching.worked_example import worked_example
 
-    cfg = compose_config("experiment=worked_example_by_hand")
-    params, x, y = worked_example_inputs(read(cfg), cfg.worked_example.batch)
+    cfg = worked_example_config("worked_example_by_hand")
+    params, x, y = worked_example_inputs(cfg, cfg.worked_example.batch)
     return worked_example(params, x, y, cfg.optimizer.lr)
 
 
@@ -231,7 +235,7 @@ def five_layer_example():
     from deltaprop.cli.teaching import worked_example_inputs
     from deltaprop.teaching.worked_example import worked_example
 
-    cfg = compose_config("experiment=worked_example")
+    cfg = worked_example_config("worked_example")
     params, x, y = worked_example_inputs(cfg, cfg.worked_example.batch)
     return worked_example(params, x, y, cfg.optimizer.lr)
 
@@ -295,7 +299,7 @@ def test_the_pages_vanishing_delta_is_the_historys(doc):
 
     ratios = {}
     for name, experiment in (("five", "worked_example"), ("calculator", "worked_example_by_hand")):
-        cfg = compose_config(f"experiment={experiment}")
+        cfg = worked_example_config(experiment)
         params, x, y = worked_example_inputs(cfg, cfg.worked_example.batch)
         history = training_history(params, x, y, cfg.optimizer.lr, cfg.worked_example.page_steps)
         norms = history.delta_norms()  # (T, L − 1): ‖δ_2‖ first
@@ -309,7 +313,7 @@ def test_the_pages_vanishing_delta_is_the_historys(doc):
 
 
 def test_the_learning_slowdown_says_how_it_departs_from_nielsen(doc):
-    cfg = compose_config("experiment=learning_slowdown")
+    cfg = compose_experiment("learning_slowdown")
     rate, epochs = quoted(r"runs both costs at η = ([\d.]+) for (\d+) epochs", doc)
     assert float(rate) == cfg.optimizer.lr and int(epochs) == cfg.learning_slowdown.epochs
     assert "the cross-entropy at η = 0.005" in doc  # Nielsen's own rate for it (ch. 3)
@@ -358,7 +362,7 @@ def test_the_learning_slowdown_table_is_the_neurons(doc):
     prose after it, from the runs experiments/learning_slowdown.py trains and prints."""
     from deltaprop.teaching.learning_slowdown import first_epoch_within, slowdown_runs
 
-    cfg = compose_config("experiment=learning_slowdown")
+    cfg = compose_experiment("learning_slowdown")
     settings = cfg.learning_slowdown
     runs = slowdown_runs([list(start) for start in settings.starts], settings.x, settings.y,
                          cfg.optimizer.lr, 1000)  # 1000: the table's learning_slowdown.epochs=1000

@@ -12,6 +12,11 @@ import deltaprop
 from deltaprop.cli.teaching import gradcheck_report, trained_params
 from deltaprop.gradient_check import finite_difference_grad
 from deltaprop.run.config import read
+from deltaprop.settings import GradcheckSettings
+
+
+def read_gradcheck(cfg):
+    return read(cfg, GradcheckSettings)
 
 gradcheck_module = importlib.import_module("deltaprop.gradient_check")
 
@@ -313,8 +318,8 @@ def test_a_bug_without_a_place_in_the_network_is_refused():
 
 
 def test_gradcheck_from_config_injects_the_configured_bug(make_cfg):
-    report = gradcheck_report(read(make_cfg("gradcheck.inject=drop_sigma_prime",
-                                            "model.hidden=[3,3]")))
+    report = gradcheck_report(read_gradcheck(make_cfg("gradcheck.inject=drop_sigma_prime",
+                                            "model.hidden=[3,3]", config_name="gradcheck")))
     assert {row.layer for row in report.rows if not row.passed} == {2, 3}
     heading = report.heading.splitlines()
     assert heading[0].startswith("at initialization (model.init=xavier, seed 0): network "
@@ -329,7 +334,7 @@ def test_gradcheck_after_epochs_checks_the_trained_parameters(make_cfg):
     from deltaprop.population import initial_params
     from deltaprop.run.setup import model_of, prepare_data
 
-    settings = read(make_cfg("gradcheck.after_epochs=2"))
+    settings = read_gradcheck(make_cfg("gradcheck.after_epochs=2", config_name="gradcheck"))
     report = gradcheck_report(settings)
     assert report.passed
     assert report.heading.startswith("after 2 epochs of training (optimizer=sgd, lr=1.0, seed 0)")
@@ -348,7 +353,7 @@ def test_the_trained_parameters_are_those_of_a_training_run(make_cfg, tmp_path):
     from deltaprop.run.setup import model_of, prepare_data
     from deltaprop.run.train import train
 
-    settings = read(make_cfg("gradcheck.after_epochs=2"))
+    settings = read_gradcheck(make_cfg("gradcheck.after_epochs=2", config_name="gradcheck"))
     train(make_cfg("trainer.epochs=2", run_dir=tmp_path / "two_epochs"))
     splits = prepare_data(settings)
     trained = trained_params(settings, splits, model_of(settings, splits), 2)
@@ -361,13 +366,12 @@ def test_gradcheck_config_is_validated(make_cfg):
     from hydra.errors import ConfigCompositionException
 
     from deltaprop.errors import ConfigError
-    from deltaprop.run.config import read
 
     with pytest.raises(ConfigError, match=r"gradcheck.after_epochs=-1 is invalid"):
-        read(make_cfg("gradcheck.after_epochs=-1"))
+        read_gradcheck(make_cfg("gradcheck.after_epochs=-1", config_name="gradcheck"))
     with pytest.raises(ConfigCompositionException):
-        make_cfg("gradcheck.inject=drop_sigma")
-    read(make_cfg("gradcheck.after_epochs=3", "gradcheck.inject=transposed_w"))
+        make_cfg("gradcheck.inject=drop_sigma", config_name="gradcheck")
+    read_gradcheck(make_cfg("gradcheck.after_epochs=3", "gradcheck.inject=transposed_w", config_name="gradcheck"))
 
 
 @pytest.mark.slow
@@ -394,7 +398,7 @@ def test_gradcheck_checks_the_configured_cost_and_activation(loss, activation):
 
 
 def test_gradcheck_from_config_uses_the_runs_cost(make_cfg):
-    report = gradcheck_report(read(make_cfg("loss=mse", "model.activation=tanh")))
+    report = gradcheck_report(read_gradcheck(make_cfg("loss=mse", "model.activation=tanh", config_name="gradcheck")))
     assert report.passed and "loss=mse, model.activation=tanh" in report.heading
     with pytest.raises(deltaprop.errors.ConfigError, match="gradcheck.inject=missing_mean"):
-        gradcheck_report(read(make_cfg("loss=mse", "gradcheck.inject=missing_mean")))
+        gradcheck_report(read_gradcheck(make_cfg("loss=mse", "gradcheck.inject=missing_mean", config_name="gradcheck")))

@@ -18,6 +18,11 @@ from deltaprop.teaching.learning_slowdown import (
 )
 
 
+def slowdown_config(*overrides: str):
+    """The learning_slowdown command's config with experiment=learning_slowdown and `overrides`."""
+    return compose_config("experiment=learning_slowdown", *overrides, config_name="learning_slowdown")
+
+
 def sigmoid(z):
     return 1 / (1 + np.exp(-z))
 
@@ -61,7 +66,7 @@ def test_cross_entropy_gets_the_output_down_much_faster_than_the_quadratic_cost(
 
 def test_the_command_writes_the_figure_and_the_curves_and_rejects_a_bad_value(tmp_path,
                                                                                capsys):
-    cfg = compose_config("experiment=learning_slowdown", "learning_slowdown.epochs=60",
+    cfg = slowdown_config("learning_slowdown.epochs=60",
                          "learning_slowdown.starts=[[2,2]]", f"run_dir={tmp_path}")
     data = failing_cleanly(learning_slowdown)(cfg)
     said = capsys.readouterr().out
@@ -73,7 +78,7 @@ def test_the_command_writes_the_figure_and_the_curves_and_rejects_a_bad_value(tm
     assert [run["loss"] for run in written["runs"]] == ["bce", "mse"]
     assert all(len(run[key]) == 61 for run in written["runs"] for key in ("cost", "output", "w"))
     assert written["runs"][0]["output_after_50"] < 0.1 < written["runs"][1]["output_after_50"]
-    bad = compose_config("experiment=learning_slowdown", "learning_slowdown.report_epoch=400",
+    bad = slowdown_config("learning_slowdown.report_epoch=400",
                          f"run_dir={tmp_path / 'bad'}")
     with pytest.raises(SystemExit) as exit_info:
         failing_cleanly(learning_slowdown)(bad)
@@ -93,8 +98,8 @@ def test_the_command_writes_the_figure_and_the_curves_and_rejects_a_bad_value(tm
 def test_bad_settings_are_refused_naming_the_key(override, message):
     from deltaprop.errors import ConfigError
     from deltaprop.run.config import read
+    from deltaprop.settings import LearningSlowdownSettings
 
     with pytest.raises(ConfigError, match=re.escape(message)):
-        read(compose_config("experiment=learning_slowdown", override))
-    read(compose_config("experiment=learning_slowdown",
-                                   "learning_slowdown.starts=[[2,2],[0.6,0.9]]"))  # ints fine
+        read(slowdown_config(override), LearningSlowdownSettings)
+    read(slowdown_config("learning_slowdown.starts=[[2,2],[0.6,0.9]]"), LearningSlowdownSettings)  # ints fine

@@ -20,7 +20,6 @@ from browser import Chromium
 from conftest import ROOT, cli_env, compose_config
 
 from deltaprop.cli.teaching import worked_example_inputs
-from deltaprop.run.config import read
 from deltaprop.teaching import svg
 from deltaprop.teaching.arithmetic import format_data, format_number
 from deltaprop.teaching.history import training_history
@@ -32,8 +31,8 @@ STEPS = 6
 @pytest.fixture(scope="module")
 def inputs():
     """The by-hand network on the whole XOR table: N = 4, so the page has examples to switch."""
-    cfg = compose_config("experiment=worked_example_by_hand")
-    params, x, y = worked_example_inputs(read(cfg), 4)
+    cfg = compose_config("experiment=worked_example_by_hand", config_name="worked_example")
+    params, x, y = worked_example_inputs(cfg, 4)
     return params, x, y, float(cfg.optimizer.lr)
 
 
@@ -359,7 +358,7 @@ def test_the_measure_sees_overlaps_crossings_and_small_text(browser, tmp_path):
 def network_page(request, tmp_path_factory):
     """The page of one of the three networks (two steps) and its history."""
     overrides, batch = LAYOUT_NETWORKS[request.param]
-    cfg = compose_config(*overrides)
+    cfg = compose_config(*overrides, config_name="worked_example")
     params, x, y = worked_example_inputs(cfg, batch)
     history = training_history(params, x, y, float(cfg.optimizer.lr), 2)
     path = tmp_path_factory.mktemp("layout") / "backprop.html"

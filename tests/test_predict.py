@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+from pathlib import Path
 
 import jax.numpy as jnp
 import numpy as np
@@ -101,21 +102,32 @@ def test_training_saves_feature_names_and_standardizer(trained):
     assert {key: metadata[key] for key in expected} == expected
 
 
-def test_sweep_members_save_feature_names_and_standardizer(trained, sweep):
+def test_sweep_members_save_feature_names_and_standardizer(trained, sweep, predict_cfg):
     expected = preprocessing_metadata(prepare_data(read(trained[1])))  # same data, same split
     metadata = load_params_and_metadata(sweep / "members" / "member_1" / "params.safetensors")[1]
     assert {key: metadata[key] for key in expected} == expected
 
 
+@pytest.fixture
+def predict_cfg(tmp_path):
+    """(*overrides, run_dir=tmp_path / "predict") -> deltaprop-predict's config."""
+
+    def make(*overrides: str, run_dir: Path | None = None):
+        run_dir = tmp_path / "predict" if run_dir is None else run_dir
+        return compose_config(f"run_dir={run_dir}", *overrides, config_name="predict")
+
+    return make
+
+
 # ---------------------------------------------------------------- predictions
 
 
-def test_csv_with_labels_gives_predictions_and_metrics(trained, points, make_cfg, tmp_path):
+def test_csv_with_labels_gives_predictions_and_metrics(trained, points, make_cfg, tmp_path, predict_cfg):
     x, y = points
     path = write_table(tmp_path / "new.csv", ["x1", "label", "x2"],  # label anywhere
                        np.column_stack([x[:, 0], y[:, 0], x[:, 1]]).tolist())
     out = tmp_path / "predict"
-    metrics = predict_from_config(make_cfg(f"run={trained[0]}", "dataset=csv",
+    metrics = predict_from_config(predict_cfg(f"run={trained[0]}", "dataset=csv",
                                            f"dataset.path={path}", run_dir=out))
 
     probabilities, predicted, columns = read_predictions(out / "predictions.csv")
@@ -132,11 +144,11 @@ def test_csv_with_labels_gives_predictions_and_metrics(trained, points, make_cfg
     assert json.loads((out / "metrics.json").read_text()) == pytest.approx(metrics)
 
 
-def test_csv_without_labels_gives_predictions_only(trained, points, make_cfg, tmp_path, capsys):
+def test_csv_without_labels_gives_predictions_only(trained, points, make_cfg, tmp_path, capsys, predict_cfg):
     x, _ = points
     path = write_table(tmp_path / "new.csv", ["x1", "x2"], x.tolist())
     out = tmp_path / "predict"
-    metrics = predict_from_config(make_cfg(f"run={trained[0]}", "dataset=csv",
+    metrics = predict_from_config(predict_cfg(f"run={trained[0]}", "dataset=csv",
                                            f"dataset.path={path}", run_dir=out))
     assert metrics == {}
     assert not (out / "metrics.json").exists()
@@ -147,30 +159,31 @@ def test_csv_without_labels_gives_predictions_only(trained, points, make_cfg, tm
     assert f"predictions: {(out / 'predictions.csv').resolve()}" in said
 
 
-def test_synthetic_dataset_is_predicted_whole(trained, make_cfg, tmp_path):
+def test_synthetic_dataset_is_predicted_whole(trained, make_cfg, tmp_path, predict_cfg):
     """dataset=moons: every generated example (not only the test split), with its labels."""
-    cfg = make_cfg(f"run={trained[0]}", "dataset.n_samples=30", "seed=5", run_dir=tmp_path / "p")
+    cfg = predict_cfg(f"run={trained[0]}", "dataset=moons", "dataset.n_samples=30", "seed=5",
+                      run_dir=tmp_path / "p")
     metrics = predict_from_config(cfg)
     probabilities, _, _ = read_predictions(tmp_path / "p" / "predictions.csv")
-    data = load_dataset(cfg.dataset, read(cfg).data_seed)
+    data = load_dataset(cfg.dataset, 5)
     np.testing.assert_allclose(probabilities, expected_probabilities(trained, data.x), atol=1e-6)
     assert metrics["predict/acc"] == pytest.approx(
         np.mean((probabilities > 0.5) == data.y[:, 0]), abs=1e-6)
 
 
-def test_sweep_member_is_predicted_with_its_own_params(sweep, make_cfg, tmp_path):
+def test_sweep_member_is_predicted_with_its_own_params(sweep, make_cfg, tmp_path, predict_cfg):
     member = sweep / "members" / "member_1"
-    metrics = predict_from_config(make_cfg(f"run={member}", run_dir=tmp_path / "p"))
+    metrics = predict_from_config(predict_cfg(f"run={member}", run_dir=tmp_path / "p"))
     assert set(metrics) == {"predict/loss", "predict/acc", "predict/auc"}
 
 
 # ---------------------------------------------------------------- bad input: one line, no files
 
 
-def _refused(make_cfg, tmp_path, *overrides, error=InputError):
+def _refused(predict_cfg, tmp_path, *overrides, error=InputError):
     out = tmp_path / "predict"
     with pytest.raises(error) as caught:
-        predict_from_config(make_cfg(*overrides, run_dir=out))
+        predict_from_config(predict_cfg(*overrides, run_dir=out))
     assert "\n" not in str(caught.value)
     assert not out.exists()  # refused before anything was written
     return str(caught.value)
@@ -187,50 +200,50 @@ def _refused(make_cfg, tmp_path, *overrides, error=InputError):
     ids=["names", "too-few", "too-many", "order"],
 )
 def test_features_that_do_not_fit_the_run_are_refused(trained, make_cfg, tmp_path, header,
-                                                      expected):
+                                                      expected, predict_cfg):
     path = write_table(tmp_path / "new.csv", header, [[0.5] * len(header)] * 3)
-    message = _refused(make_cfg, tmp_path, f"run={trained[0]}", "dataset=csv",
+    message = _refused(predict_cfg, tmp_path, f"run={trained[0]}", "dataset=csv",
                        f"dataset.path={path}", error=PredictError)
     assert f"features {header!r}" in message and "trained on 2 features ['x1', 'x2']" in message
     assert re.search(expected, message), message
 
 
-def test_nan_feature_is_refused_naming_the_column(trained, make_cfg, tmp_path):
+def test_nan_feature_is_refused_naming_the_column(trained, make_cfg, tmp_path, predict_cfg):
     path = write_table(tmp_path / "new.csv", ["x1", "x2"], [[0.1, 0.2], [0.3, "nan"]])
-    message = _refused(make_cfg, tmp_path, f"run={trained[0]}", "dataset=csv",
+    message = _refused(predict_cfg, tmp_path, f"run={trained[0]}", "dataset=csv",
                        f"dataset.path={path}", error=DataError)
     assert "column 'x2' has 1 NaN/inf values" in message
 
 
-def test_missing_or_unfinished_run_is_refused(make_cfg, tmp_path):
-    assert "no such directory" in _refused(make_cfg, tmp_path, f"run={tmp_path / 'absent'}")
-    assert "run=None: name the training run" in _refused(make_cfg, tmp_path)
+def test_missing_or_unfinished_run_is_refused(predict_cfg, tmp_path):
+    assert "no such directory" in _refused(predict_cfg, tmp_path, f"run={tmp_path / 'absent'}")
+    assert "run=None: name the training run" in _refused(predict_cfg, tmp_path)
     (tmp_path / "empty").mkdir()
-    assert "has no params.safetensors" in _refused(make_cfg, tmp_path, f"run={tmp_path / 'empty'}")
+    assert "has no params.safetensors" in _refused(predict_cfg, tmp_path, f"run={tmp_path / 'empty'}")
 
 
-def test_sweep_directory_is_refused_naming_its_members(sweep, make_cfg, tmp_path):
-    message = _refused(make_cfg, tmp_path, f"run={sweep}", error=PredictError)
+def test_sweep_directory_is_refused_naming_its_members(sweep, make_cfg, tmp_path, predict_cfg):
+    message = _refused(predict_cfg, tmp_path, f"run={sweep}", error=PredictError)
     assert f"run={sweep / 'members' / 'member_<i>'}" in message
     assert "(members: member_0..member_1)" in message
 
 
-def test_params_saved_without_standardizer_ask_for_retraining(trained, make_cfg, tmp_path):
+def test_params_saved_without_standardizer_ask_for_retraining(trained, make_cfg, tmp_path, predict_cfg):
     old = tmp_path / "old"
     old.mkdir()
     save_params(load_params(trained[0] / "params.safetensors"), old / "params.safetensors")
-    message = _refused(make_cfg, tmp_path, f"run={old}", error=PredictError)
+    message = _refused(predict_cfg, tmp_path, f"run={old}", error=PredictError)
     assert "trained before deltaprop saved its standardizer; retrain" in message
 
 
-def test_metadata_that_disagree_with_the_weights_are_refused(trained, make_cfg, tmp_path):
+def test_metadata_that_disagree_with_the_weights_are_refused(trained, make_cfg, tmp_path, predict_cfg):
     bad = tmp_path / "bad"
     bad.mkdir()
     params, metadata = load_params_and_metadata(trained[0] / "params.safetensors")
     metadata = {key: value for key, value in metadata.items() if key != "sizes"}
     metadata["standardizer"]["std"] = [1.0]  # one feature's std for a two-input network
     save_params(params, bad / "params.safetensors", metadata)
-    message = _refused(make_cfg, tmp_path, f"run={bad}", error=PredictError)
+    message = _refused(predict_cfg, tmp_path, f"run={bad}", error=PredictError)
     assert "mean (2,) and std (1,)" in message and "sizes [2, 4, 1]" in message
 
 
@@ -257,7 +270,7 @@ def test_command_line_predicts_then_exits_2_on_bad_input(trained, points, run_cl
     assert not (tmp_path / "bad" / "predictions.csv").exists()
 
 
-def test_a_tanh_mse_run_is_applied_with_its_own_activation(make_cfg, tmp_path):
+def test_a_tanh_mse_run_is_applied_with_its_own_activation(make_cfg, tmp_path, predict_cfg):
     """The parameter file says how to apply the network: predictions use its activation."""
     from deltaprop.io.data import load_prediction_data
     from deltaprop.network import predict_proba
@@ -265,10 +278,11 @@ def test_a_tanh_mse_run_is_applied_with_its_own_activation(make_cfg, tmp_path):
 
     run = tmp_path / "tanh"
     deltaprop.train(make_cfg("model.activation=tanh", "loss=mse", run_dir=run))
-    params, standardizer, _, _, network = load_model(run / "params.safetensors")
-    assert network.names == {"loss": "mse", "activation": "tanh"}
+    loaded = load_model(run / "params.safetensors")
+    params, standardizer = loaded.params, loaded.standardizer
+    assert loaded.model.names == {"loss": "mse", "activation": "tanh"}
     out = tmp_path / "predicted"
-    metrics = predict_from_config(make_cfg(f"run={run}", run_dir=out))
+    metrics = predict_from_config(predict_cfg(f"run={run}", run_dir=out))
     cfg = make_cfg()
     x = standardizer.transform(load_prediction_data(cfg.dataset, read(cfg).data_seed, ("label",)).x)
     rows = list(csv.DictReader((out / "predictions.csv").open()))
@@ -321,10 +335,10 @@ def test_a_label_list_trains_one_output_per_column_with_metrics_per_output(multi
 
 
 def test_a_multi_label_model_predicts_one_probability_per_output(multi_label, make_cfg,
-                                                                  tmp_path):
+                                                                  tmp_path, predict_cfg):
     run_dir, path = multi_label
     out = tmp_path / "predict"
-    metrics = predict_from_config(make_cfg(f"run={run_dir}", "dataset=csv",
+    metrics = predict_from_config(predict_cfg(f"run={run_dir}", "dataset=csv",
                                            f"dataset.path={path}", run_dir=out))
     with open(out / "predictions.csv", newline="") as file:
         rows = list(csv.DictReader(file))
@@ -344,7 +358,7 @@ def test_a_multi_label_model_predicts_one_probability_per_output(multi_label, ma
     assert metrics["predict/auc"] == pytest.approx(
         np.mean([metrics[f"predict/auc/{k}"] for k in MULTI_LABELS]), rel=1e-12)
     unlabelled = write_table(tmp_path / "x.csv", ["x1", "x2", "x3"], data.x.tolist())
-    assert predict_from_config(make_cfg(f"run={run_dir}", "dataset=csv",
+    assert predict_from_config(predict_cfg(f"run={run_dir}", "dataset=csv",
                                         f"dataset.path={unlabelled}", run_dir=tmp_path / "p2")) == {}
 
 

@@ -13,7 +13,6 @@ import pytest
 from conftest import compose_config
 
 from deltaprop.cli.teaching import worked_example_inputs
-from deltaprop.run.config import read
 from deltaprop.teaching.render import (
     CHECK_MARK,
     CROSS_MARK,
@@ -113,8 +112,8 @@ def by_hand_lines(text: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def by_hand_example():
-    cfg = compose_config("experiment=worked_example_by_hand")
-    params, x, y = worked_example_inputs(read(cfg), 4)
+    cfg = compose_config("experiment=worked_example_by_hand", config_name="worked_example")
+    params, x, y = worked_example_inputs(cfg, 4)
     return worked_example(params, x, y, cfg.optimizer.lr, data="the XOR truth table")
 
 

@@ -23,6 +23,7 @@ from deltaprop.population import Member, initial_params
 from deltaprop.run.config import read
 from deltaprop.run.setup import RunSetup, members_of
 from deltaprop.run.train import train
+from deltaprop.settings import GradcheckSettings
 
 
 def setup_of(cfg) -> RunSetup:
@@ -79,7 +80,8 @@ def test_bad_input_fails_before_the_run_dir_exists(make_cfg, tmp_path, overrides
 
 def test_gradient_check_and_worked_example_start_where_training_starts(make_cfg):
     cfg = make_cfg("seed=2", "model.hidden=[3,3]")
-    report = gradcheck_report(read(cfg))
+    checked = make_cfg("seed=2", "model.hidden=[3,3]", config_name="gradcheck")
+    report = gradcheck_report(read(checked, GradcheckSettings))
     assert report.passed and [row.layer for row in report.rows] == [2, 2, 3, 3, 4, 4]
     params, x, y = worked_example_inputs(read(cfg), batch=4)
     start = initial_params(2, [2, 3, 3, 1], "xavier", np.float64)

@@ -14,6 +14,7 @@ from deltaprop.cli.teaching import speed_of_learning, speed_of_learning_rows
 from deltaprop.network import forward, init_params
 from deltaprop.population import initial_params
 from deltaprop.run.config import read
+from deltaprop.settings import SpeedOfLearningSettings
 from deltaprop.teaching.speed_of_learning import (
     NIELSEN_SPEEDS,
     first_to_last_ratio,
@@ -22,6 +23,11 @@ from deltaprop.teaching.speed_of_learning import (
 )
 
 NIELSEN_NETWORKS = list(NIELSEN_SPEEDS)  # [30, 30], [30, 30, 30], [30, 30, 30, 30]
+
+
+def speed_config(*overrides: str):
+    """The speed_of_learning command's config with experiment=nielsen_speed_of_learning and `overrides`."""
+    return compose_config("experiment=nielsen_speed_of_learning", *overrides, config_name="speed_of_learning")
 
 
 def tiny_problem(n=12, n_inputs=5, n_outputs=3, seed=0):
@@ -80,9 +86,9 @@ def test_nielsen_init_draws_standard_normal_biases_beside_normals_weights():
 @pytest.fixture(scope="module")
 def digits_rows():
     """Nielsen's three networks on 200 digits images, 2 seeds, at initialization."""
-    cfg = compose_config("experiment=nielsen_speed_of_learning", "speed_of_learning.n_images=200",
+    cfg = speed_config("speed_of_learning.n_images=200",
                          "speed_of_learning.seeds=2")
-    return speed_of_learning_rows(read(cfg))
+    return speed_of_learning_rows(read(cfg, SpeedOfLearningSettings))
 
 
 def test_the_first_hidden_layer_learns_slower_than_the_last_more_so_when_deeper(digits_rows):
@@ -108,11 +114,11 @@ def test_the_table_prints_each_layer_beside_nielsens_value(digits_rows):
 
 
 def test_the_command_prints_the_table_and_rejects_a_bad_value(capsys):
-    cfg = compose_config("experiment=nielsen_speed_of_learning", "speed_of_learning.n_images=20",
+    cfg = speed_config("speed_of_learning.n_images=20",
                          "speed_of_learning.seeds=1", "speed_of_learning.hidden=[[3,3]]")
     failing_cleanly(speed_of_learning)(cfg)
     assert "last/first hidden layer" in capsys.readouterr().out
-    bad = compose_config("experiment=nielsen_speed_of_learning", "speed_of_learning.seeds=0")
+    bad = speed_config("speed_of_learning.seeds=0")
     with pytest.raises(SystemExit) as exit_info:
         failing_cleanly(speed_of_learning)(bad)
     assert exit_info.value.code == 2

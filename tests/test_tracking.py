@@ -55,7 +55,7 @@ def exercise(logger: NullLogger, png: Path) -> None:
 
 
 def test_logger_none_is_a_null_logger(tmp_path, png):
-    logger = make_logger(logger_config(name="none"), {"seed": 0}, tmp_path)
+    logger = make_logger(logger_config(backend="none"), {"seed": 0}, tmp_path)
     assert type(logger) is NullLogger
     assert logger.run_id is None and logger.run_path is None
     exercise(logger, png)
@@ -66,7 +66,7 @@ def test_wandb_offline_run_is_stored_under_the_run_dir(tmp_path, png):
     run_dir = tmp_path / "run"
     config = {"seed": 3, "optimizer": {"lr": 0.1}}
     logger = make_logger(
-        logger_config(name="wandb", mode="offline", project="deltaprop-test"),
+        logger_config(backend="wandb", mode="offline", project="deltaprop-test"),
         config,
         run_dir,
         name="unit-test",
@@ -97,7 +97,7 @@ def test_wandb_offline_run_is_stored_under_the_run_dir(tmp_path, png):
 
 
 def test_wandb_disabled_mode_works_and_writes_nothing(tmp_path, png):
-    logger = make_logger(logger_config(name="wandb", mode="disabled"), {"seed": 0}, tmp_path)
+    logger = make_logger(logger_config(backend="wandb", mode="disabled"), {"seed": 0}, tmp_path)
     assert isinstance(logger, WandbLogger)
     assert logger.run_path is None
     exercise(logger, png)
@@ -115,7 +115,7 @@ def online(monkeypatch):
     monkeypatch.setenv("WANDB_API_KEY", "k" * 40)
     monkeypatch.setenv("WANDB_ERROR_REPORTING", "unset after the test")
     monkeypatch.delenv("WANDB_ERROR_REPORTING")
-    return lambda mode="online": logger_config(name="wandb", mode=mode)
+    return lambda mode="online": logger_config(backend="wandb", mode=mode)
 
 
 @pytest.fixture
@@ -280,10 +280,10 @@ def test_no_api_key_logs_offline(monkeypatch, caplog):
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.setenv("NETRC", "/nonexistent")
     monkeypatch.setenv("HOME", "/nonexistent")
-    message = resolved_with_one_warning(logger_config(name="wandb", mode="online"), caplog, 1)
+    message = resolved_with_one_warning(logger_config(backend="wandb", mode="online"), caplog, 1)
     assert "no W&B API key is configured" in message
     assert resolve_mode(logger_config(mode="offline")).mode == "offline"
-    assert resolve_mode(logger_config(name="none", mode="online")).mode == "online"
+    assert resolve_mode(logger_config(backend="none", mode="online")).mode == "online"
 
 
 def test_online_only_stops_in_one_line(online, server_url, http_server, silent_server,
@@ -326,7 +326,7 @@ def test_wandb_init_failing_online_falls_back_offline(tmp_path, monkeypatch, cap
     failing = FailingOnlineInit(wandb.init)
     monkeypatch.setattr(wandb, "init", failing)
     with caplog.at_level(logging.WARNING, logger="deltaprop"):
-        logger = make_logger(logger_config(name="wandb", mode="online"), {}, tmp_path / "run")
+        logger = make_logger(logger_config(backend="wandb", mode="online"), {}, tmp_path / "run")
     logger.finish()
     assert [mode for mode, _ in failing.calls] == ["online", "offline"]
     assert failing.calls[0][1] == tracking.ONLINE_INIT_SECONDS
@@ -336,7 +336,7 @@ def test_wandb_init_failing_online_falls_back_offline(tmp_path, monkeypatch, cap
     assert Path(logger.run_path).name.startswith("offline-run-")
     failing.calls.clear()
     with pytest.raises(TrackingError, match="^logger.mode=online_only, but wandb.init failed"):
-        make_logger(logger_config(name="wandb", mode="online_only"), {}, tmp_path / "other")
+        make_logger(logger_config(backend="wandb", mode="online_only"), {}, tmp_path / "other")
     assert [mode for mode, _ in failing.calls] == ["online"]
 
 

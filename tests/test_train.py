@@ -19,6 +19,7 @@ import pytest
 from conftest import EXPERIMENTS, cli_env, max_param_difference
 
 from deltaprop.io.files import load_params
+from deltaprop.run.tracker import run_group
 from deltaprop.run.train import train
 
 TRAIN_SCRIPT = EXPERIMENTS / "train.py"
@@ -116,12 +117,11 @@ def test_multirun_gives_each_job_its_own_offline_wandb_run_in_one_group(run_cli,
     assert {run.parent.parent.name for run in runs} == {"0", "1"}  # one per job directory
     run_ids = {run.name.rsplit("-", 1)[1] for run in runs}
     assert len(run_ids) == 2
-    group = f"{sweep_dir.parent.name}/{sweep_dir.name}".encode()
     for run in runs:
         job = run.parent.parent.name
         record = (run / f"run-{run.name.rsplit('-', 1)[1]}.wandb").read_bytes()
-        assert group in record  # both runs in the sweep's group
-        assert f"default-{job}".encode() in record  # each named after its job
+        assert run_group(sweep_dir).encode() in record  # the sweep's folder: the group
+        assert f"seed{job}".encode() in record  # each named after its overrides (seed=0, 1)
         assert (run.parent.parent / "summary.json").exists()
 
 
@@ -245,7 +245,7 @@ def test_wandb_offline_gives_one_run_per_member_and_a_summary_run_in_one_group(m
     runs = sorted((tmp_path / "wandb").glob("offline-run-*"))
     assert len(runs) == 3
     records = [next(run.glob("run-*.wandb")).read_bytes() for run in runs]
-    assert all(b"sweep-sweeptest-" in record for record in records)  # the generated group
+    assert all(tmp_path.name.encode() in record for record in records)  # the folder: the group
     assert sum(b"sweep-summary" in record for record in records) == 1
     assert sum(b"seed1-lr1" in record for record in records) == 1  # member 1's run name
 

@@ -25,6 +25,11 @@ from deltaprop.teaching.vanishing_gradients import (
 )
 
 
+def vanishing_config(*overrides: str):
+    """The vanishing_gradients command's config with experiment=vanishing_gradients and `overrides`."""
+    return compose_config("experiment=vanishing_gradients", *overrides, config_name="vanishing_gradients")
+
+
 def row(epoch: int, loss: float, deltas: dict[int, float], biases: dict[int, float]):
     """A history row of a network with layers 2..L (the last one the output)."""
     out = {"epoch": epoch, "train/loss": loss}
@@ -102,8 +107,7 @@ def test_the_experiment_runs_end_to_end(tmp_path):
     seeds): the sweep's histories start at epoch 0; the figure, its copy and the JSON table."""
     from deltaprop.cli.teaching import vanishing_gradients
 
-    cfg = compose_config(
-        "experiment=vanishing_gradients", "logger=none", "logger.plots=false",
+    cfg = vanishing_config("logger=none", "logger.plots=false",
         "trainer.progress=false", "model.hidden=[3,3]", "trainer.epochs=2",
         "trainer.limit_batches=2", "dataset=moons", "dataset.n_samples=100", "vanishing_gradients.seeds=2",
         "vanishing_gradients.activations=[sigmoid]", f"run_dir={tmp_path / 'run'}",

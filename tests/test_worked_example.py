@@ -1,7 +1,6 @@
 """Tests for deltaprop.teaching.worked_example: the record is backprop's own values, checked;
 and experiments/worked_example.py end to end."""
 
-import importlib.util
 import re
 import subprocess
 import sys
@@ -155,20 +154,19 @@ def test_bad_inputs_raise_before_any_work(batch):
 
 def test_the_by_hand_experiment_is_the_calculator_sized_case():
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=["experiment=worked_example_by_hand"])
+        cfg = compose("worked_example", overrides=["experiment=worked_example_by_hand"])
     assert cfg.dataset.name == "xor_table"
     assert list(cfg.model.hidden) == [2, 2, 2]
     assert cfg.worked_example.mode == "by_hand" and cfg.worked_example.batch == 1
     assert cfg.optimizer.name == "sgd" and cfg.optimizer.lr == 1.0
 
 
-def test_the_entry_point_applies_the_worked_example_experiment_by_default():
-    spec = importlib.util.spec_from_file_location("worked_example_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # registers the primary config `worked_example_app`
+def test_the_command_applies_the_worked_example_experiment_by_default():
+    """conf/worked_example.yaml, the command's own config: experiment=worked_example unless the
+    command line names another."""
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-        default = compose("worked_example_app")
-        other = compose("worked_example_app", overrides=["experiment=vanishing_gradients"])
+        default = compose("worked_example")
+        other = compose("worked_example", overrides=["experiment=vanishing_gradients"])
     assert default.experiment_name == "worked_example"
     assert list(default.model.hidden) == [3, 3, 3]
     assert default.dataset.name == "xor"

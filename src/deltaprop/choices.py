@@ -103,8 +103,8 @@ class DatasetName(Choice):
     csv = "csv"  # the user's file (dataset.path, dataset.label)
 
 
-class LoggerName(Choice):
-    """logger.name: the experiment tracker."""
+class LoggerBackend(Choice):
+    """logger.backend: the experiment tracker (logger=wandb | logger=none select it)."""
 
     wandb = "wandb"
     none = "none"

@@ -1,7 +1,7 @@
 """Settings: every config key as a plain, typed, frozen value, and the checks Hydra cannot make.
 
 One frozen dataclass per config group (model, dataset, optimizer, trainer, logger, sweep) and one
-root per command (`TrainSettings` for training; `Config` holds every command's for now). These
+root per command (`TrainSettings` for deltaprop-train, `GradcheckSettings`, ...). These
 classes are the schema: run/config.py registers mutable copies of them with Hydra, so a
 misspelled key or choice fails at compose time, and turns a composed config into them once, at
 run setup. Below that nothing sees a DictConfig, and nothing here imports JAX, Hydra or OmegaConf.
@@ -28,8 +28,8 @@ from deltaprop.choices import (
     DatasetName,
     Grad,
     Init,
+    LoggerBackend,
     LoggerMode,
-    LoggerName,
     LossName,
     MemberLayout,
     OptimizerName,
@@ -129,7 +129,9 @@ class TrainerSettings(_Choices):
 
 @dataclass(frozen=True)
 class LoggerSettings(_Choices):
-    name: LoggerName = LoggerName.wandb
+    backend: LoggerBackend = LoggerBackend.wandb  # wandb | none: the logger=... group sets it
+    name: str | None = None  # the W&B run name; default: from the command line's overrides
+    notes: str | None = None  # the W&B run's notes
     mode: LoggerMode = LoggerMode.offline
     project: str = "deltaprop"
     entity: str | None = None
@@ -159,7 +161,8 @@ class SweepSettings(_Choices):
 
 @dataclass(frozen=True)
 class TrainSettings(_Choices):
-    """What a training run reads: every key here is compared on resume (run/resume.py)."""
+    """deltaprop-train (conf/config.yaml): what a training run reads, and only that; every key
+    here is compared on resume (run/resume.py)."""
 
     model: ModelSettings = field(default_factory=ModelSettings)
     dataset: DatasetSettings = field(default_factory=DatasetSettings)
@@ -170,7 +173,7 @@ class TrainSettings(_Choices):
     loss: LossName = LossName.bce  # the trained cost on σ(z_L): bce | mse (deltaprop.losses)
     seed: int = 0
     objective: str = "val/best_loss"  # what experiments/train.py returns to a Hydra sweeper
-    run_dir: str | None = None  # default: Hydra's run directory, else ./outputs/<time>
+    run_dir: str | None = None  # default: outputs/<command>/<experiment_name>/<time>
     run_dir_exists: RunDirExists = RunDirExists.error
     experiment_name: str = "default"
     print_config: bool = True  # show the composed config at the start of a run
@@ -180,10 +183,32 @@ class TrainSettings(_Choices):
         """The seed of the data (synthetic draw, split): dataset.seed, else seed."""
         return int(self.seed if self.dataset.seed is None else self.dataset.seed)
 
+    def training(self) -> TrainSettings:
+        """The training run's settings alone (a command that trains passes these on)."""
+        return TrainSettings(**{f.name: getattr(self, f.name)
+                                for f in dataclasses.fields(TrainSettings)})
+
+
+# ------------------------------------------------------- each other command: its own config
+
 
 @dataclass(frozen=True)
-class WorkedExampleSettings(_Choices):
-    batch: int = 4  # training examples shown by experiments/worked_example.py
+class GradcheckOptions(_Choices):
+    after_epochs: int = 0  # check after this many training epochs; 0: at the initial parameters
+    inject: Bug = Bug.none  # a deliberate mistake in the backward pass (deltaprop.teaching.bugs)
+
+
+@dataclass(frozen=True)
+class GradcheckSettings(TrainSettings):
+    """deltaprop-gradcheck (conf/gradcheck.yaml): manual_grad against jax.grad and finite
+    differences on the network and data a training run of these settings starts from."""
+
+    gradcheck: GradcheckOptions = field(default_factory=GradcheckOptions)
+
+
+@dataclass(frozen=True)
+class WorkedExampleOptions(_Choices):
+    batch: int = 4  # training examples shown
     mode: WorkedExampleMode = WorkedExampleMode.default
     digits: int = 4  # significant digits of every printed number
     page: bool = False  # also write backprop.html, a page that steps through training
@@ -191,17 +216,14 @@ class WorkedExampleSettings(_Choices):
 
 
 @dataclass(frozen=True)
-class GradcheckSettings(_Choices):
-    """experiments/gradcheck.py: where to check, and which gradient."""
+class WorkedExampleSettings(TrainSettings):
+    """deltaprop-worked-example (conf/worked_example.yaml): every number of one step."""
 
-    after_epochs: int = 0  # check after this many training epochs; 0: at the initial parameters
-    inject: Bug = Bug.none  # a deliberate mistake in the backward pass (deltaprop.teaching.bugs)
+    worked_example: WorkedExampleOptions = field(default_factory=WorkedExampleOptions)
 
 
 @dataclass(frozen=True)
-class SpeedOfLearningSettings:
-    """experiments/speed_of_learning.py: Nielsen's ‖∂C/∂b^l‖ per hidden layer, at init."""
-
+class SpeedOfLearningOptions:
     hidden: tuple[tuple[int, ...], ...] = ((30, 30), (30, 30, 30), (30, 30, 30, 30))
     n_images: int = 1000  # training images the gradient is averaged over
     seeds: int = 5  # initializations averaged (seeds seed, seed + 1, ...)
@@ -209,10 +231,15 @@ class SpeedOfLearningSettings:
 
 
 @dataclass(frozen=True)
-class LearningSlowdownSettings:
-    """experiments/learning_slowdown.py: Nielsen's one sigmoid neuron, x -> y, with each cost
-    (the learning rate is optimizer.lr)."""
+class SpeedOfLearningSettings(TrainSettings):
+    """deltaprop-speed-of-learning (conf/speed_of_learning.yaml): Nielsen's ‖∂C/∂b^l‖ per
+    hidden layer, at initialization (and after training)."""
 
+    speed_of_learning: SpeedOfLearningOptions = field(default_factory=SpeedOfLearningOptions)
+
+
+@dataclass(frozen=True)
+class LearningSlowdownOptions:
     # (w, b) of each run at epoch 0 (Nielsen ch. 3); Any: OmegaConf refuses an int in a
     # list[list[float]] (starts=[[2,2]]), so check() checks the numbers
     starts: tuple[Any, ...] = ((2.0, 2.0), (0.6, 0.9))
@@ -224,10 +251,15 @@ class LearningSlowdownSettings:
 
 
 @dataclass(frozen=True)
-class VanishingGradientsSettings:
-    """experiments/vanishing_gradients.py: ‖δ_l‖, ‖∂L/∂b_l‖ and rms ∂L/∂W_l per layer from
-    epoch 0, one seed sweep per hidden activation."""
+class LearningSlowdownSettings(TrainSettings):
+    """deltaprop-learning-slowdown (conf/learning_slowdown.yaml): Nielsen's one sigmoid neuron,
+    x -> y, with each cost (the learning rate is optimizer.lr)."""
 
+    learning_slowdown: LearningSlowdownOptions = field(default_factory=LearningSlowdownOptions)
+
+
+@dataclass(frozen=True)
+class VanishingGradientsOptions:
     activations: tuple[ActivationName, ...] = (
         ActivationName.sigmoid, ActivationName.tanh, ActivationName.relu)
     seeds: int = 8  # trainer.num_seeds of each activation's sweep (seeds seed, seed + 1, ...)
@@ -236,26 +268,42 @@ class VanishingGradientsSettings:
 
 
 @dataclass(frozen=True)
-class Config(TrainSettings):
-    """Every command's settings in one config (conf/config.yaml): training's, and each other
-    command's own group."""
+class VanishingGradientsSettings(TrainSettings):
+    """deltaprop-vanishing-gradients (conf/vanishing_gradients.yaml): ‖δ_l‖, ‖∂L/∂b_l‖ and rms
+    ∂L/∂W_l per layer from epoch 0, one seed sweep per hidden activation."""
 
-    worked_example: WorkedExampleSettings = field(default_factory=WorkedExampleSettings)
-    gradcheck: GradcheckSettings = field(default_factory=GradcheckSettings)
-    speed_of_learning: SpeedOfLearningSettings = field(default_factory=SpeedOfLearningSettings)
-    learning_slowdown: LearningSlowdownSettings = field(
-        default_factory=LearningSlowdownSettings)
-    vanishing_gradients: VanishingGradientsSettings = field(
-        default_factory=VanishingGradientsSettings)
-    run: str | None = None  # predict: the run directory whose model is applied
-
-    def training(self) -> TrainSettings:
-        """The training run's settings alone (what a resume compares)."""
-        return TrainSettings(**{f.name: getattr(self, f.name)
-                                for f in dataclasses.fields(TrainSettings)})
+    vanishing_gradients: VanishingGradientsOptions = field(
+        default_factory=VanishingGradientsOptions)
 
 
-# ------------------------------------------------------------------------ every key, flat
+@dataclass(frozen=True)
+class PredictSettings(_Choices):
+    """deltaprop-predict (conf/predict.yaml): a trained run's model on new data."""
+
+    run: str | None = None  # the training run's directory (a sweep member's: members/member_<i>)
+    dataset: DatasetSettings | None = None  # the data; none given: the run's own dataset
+    allow_diverged: bool = False  # apply a diverged sweep member's frozen parameters anyway
+    run_dir: str | None = None  # where predictions.csv goes: default outputs/predict/<time>
+    seed: int | None = None  # seeds a synthetic dataset; none given: the run's data seed
+    experiment_name: str = "default"
+
+
+@dataclass(frozen=True)
+class EvalSettings(_Choices):
+    """deltaprop-eval (conf/eval.yaml): a trained run scored on a split of its own data (its
+    saved config rebuilds the data), or on a CSV with its columns."""
+
+    run: str | None = None  # the training run's directory (a sweep member's: members/member_<i>)
+    split: str = "test"  # train | val | test: the split of the run's own data to score
+    csv: str | None = None  # score this CSV instead (the run's feature and label columns)
+    allow_diverged: bool = False  # score a diverged sweep member's frozen parameters anyway
+    out: str | None = None  # default: <run>/eval/<split> (or eval/<csv file name>)
+    logger: LoggerSettings = field(default_factory=LoggerSettings)
+    experiment_name: str = "default"
+    run_dir: str | None = None  # Hydra's own files and eval.log: outputs/eval/<time>
+
+
+# ------------------------------------------------------------------------ every key, flat# ------------------------------------------------------------------------ every key, flat
 
 
 def plain(value: Any) -> Any:
@@ -308,13 +356,15 @@ def _non_negative(settings: Any, *keys: str) -> None:
             raise _bad(key, value, "must be finite and >= 0")
 
 
-def check(settings: TrainSettings) -> None:
+def check(settings: Any) -> None:
     """Check what Hydra cannot: ranges, seeds and W&B names, and each command's own group;
     raise ConfigError naming the first bad key and value."""
-    _check_model_and_data(settings)
-    _check_optimizer(settings)
-    _check_trainer(settings)
-    _check_logger(settings.logger)
+    if isinstance(settings, TrainSettings):
+        _check_model_and_data(settings)
+        _check_optimizer(settings)
+        _check_trainer(settings)
+    if hasattr(settings, "logger"):
+        _check_logger(settings.logger)
     for name, checker in _COMMAND_CHECKS.items():
         if hasattr(settings, name):
             checker(settings)
@@ -419,7 +469,10 @@ _WANDB_TAG_LENGTH = 64
 
 
 def _check_logger(logger: LoggerSettings) -> None:
-    if logger.name != LoggerName.wandb:
+    if logger.name in LoggerBackend.values():
+        raise _bad("logger.name", logger.name, "logger.name is the W&B run name; choose the "
+                   f"tracker with logger={logger.name} (or logger.backend={logger.name})")
+    if logger.backend != LoggerBackend.wandb:
         return
     for key in ("project", "entity"):
         value = getattr(logger, key)
@@ -435,16 +488,16 @@ def _check_logger(logger: LoggerSettings) -> None:
 # ------------------------------------------------------------------ each command's own group
 
 
-def _check_worked_example(settings: Config) -> None:
+def _check_worked_example(settings: Any) -> None:
     _at_least_one(settings, "worked_example.batch", "worked_example.digits",
                   "worked_example.page_steps")
 
 
-def _check_gradcheck(settings: Config) -> None:
+def _check_gradcheck(settings: Any) -> None:
     _non_negative(settings, "gradcheck.after_epochs")
 
 
-def _check_speed_of_learning(settings: Config) -> None:
+def _check_speed_of_learning(settings: Any) -> None:
     hidden = [list(widths) for widths in settings.speed_of_learning.hidden]
     if not hidden or any(not widths or min(widths) < 1 for widths in hidden):
         raise _bad("speed_of_learning.hidden", hidden,
@@ -453,7 +506,7 @@ def _check_speed_of_learning(settings: Config) -> None:
     _non_negative(settings, "speed_of_learning.train_epochs")
 
 
-def _check_learning_slowdown(settings: Config) -> None:
+def _check_learning_slowdown(settings: Any) -> None:
     options = settings.learning_slowdown
     starts = [list(start) if isinstance(start, Sequence) else start for start in options.starts]
     number = lambda value: isinstance(value, (int, float)) and not isinstance(value, bool)
@@ -475,7 +528,7 @@ def _check_learning_slowdown(settings: Config) -> None:
                    f"must be in [0, learning_slowdown.epochs={options.epochs}]")
 
 
-def _check_vanishing_gradients(settings: Config) -> None:
+def _check_vanishing_gradients(settings: Any) -> None:
     options = settings.vanishing_gradients
     _at_least_one(settings, "vanishing_gradients.seeds")
     _non_negative(settings, "vanishing_gradients.plateau_margin")

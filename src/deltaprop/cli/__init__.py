@@ -1,17 +1,22 @@
-"""The console commands: thin Hydra apps on the packaged configs (`deltaprop.conf`, the project's
-conf/), installed by `pip install .` and called by experiments/*.py.
+"""The console commands: thin Hydra apps, each on its own primary config in the packaged configs
+(`deltaprop.conf`, the project's conf/), installed by `pip install .` and called by
+experiments/*.py.
 
-    deltaprop-train               train a run or a sweep
-    deltaprop-gradcheck           manual_grad against jax.grad and finite differences
-    deltaprop-worked-example      every number of one step
-    deltaprop-predict             a trained model on new data
-    deltaprop-gather              join the blocks of a sweep
-    deltaprop-speed-of-learning   Nielsen's ‖∂C/∂b^l‖ per hidden layer
-    deltaprop-learning-slowdown   Nielsen's one neuron, quadratic cost against cross-entropy
-    deltaprop-vanishing-gradients ‖δ_l‖ per layer from epoch 0, one sweep per activation
+    deltaprop-train               conf/config.yaml               train a run or a sweep
+    deltaprop-eval                conf/eval.yaml                 score a trained run's test split
+    deltaprop-predict             conf/predict.yaml              a trained model on new data
+    deltaprop-gradcheck           conf/gradcheck.yaml            manual_grad vs jax.grad and FD
+    deltaprop-worked-example      conf/worked_example.yaml       every number of one step
+    deltaprop-speed-of-learning   conf/speed_of_learning.yaml    Nielsen's ‖∂C/∂b^l‖ per layer
+    deltaprop-learning-slowdown   conf/learning_slowdown.yaml    one neuron, both costs
+    deltaprop-vanishing-gradients conf/vanishing_gradients.yaml  ‖δ_l‖ from epoch 0, per φ
+    deltaprop-gather                                             join the blocks of a sweep
 
-Each command body reads its config once (run/config.read) and hands plain settings to the
-library; teaching commands live in cli/teaching.py. Nothing here imports JAX at import time.
+Each body reads its config once (run/config.read) and hands plain settings to the library;
+the teaching commands' bodies are in cli/teaching.py, the checks made before Hydra starts (help,
+an experiment of another command, a missing plugin or backend) in cli/launch.py. Nothing here
+imports JAX at import time: --help and tab completion stay fast.
+
 Exit codes (deltaprop.errors): 0 done, 2 bad input, 3 every member diverged, 4 a gradient check
 failed, 130 interrupted. Each command also accepts the `--key=value` form a W&B sweep agent
 passes (`${args}`): it becomes Hydra's `key=value`.
@@ -20,10 +25,11 @@ passes (`${args}`): it becomes Hydra's `key=value`.
 from __future__ import annotations
 
 import logging
+import shutil
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
-import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
@@ -35,44 +41,9 @@ from deltaprop.errors import (
     InputError,
     TrainingDiverged,
 )
-from deltaprop.run import config as _config  # noqa: F401  (registers the schema with Hydra)
+from deltaprop.run.config import COMMANDS
 
 log = logging.getLogger(__name__)
-PACKAGED_CONF = "pkg://deltaprop.conf"
-# Hydra's own long options: never translated (`--config-name=x` stays a flag).
-HYDRA_FLAGS = {
-    "--help", "--hydra-help", "--version", "--cfg", "--package", "--resolve", "--info",
-    "--config-path", "--config-dir", "--config-name", "--experimental-rerun", "--multirun",
-    "--shell-completion",
-}
-
-
-def hydra_overrides(argv: list[str]) -> list[str]:
-    """`--optimizer.lr=0.1` (a W&B sweep agent's `${args}`) -> `optimizer.lr=0.1`; Hydra's flags
-    and every other argument as they are."""
-
-    def translated(arg: str) -> str:
-        if arg.startswith("--") and "=" in arg and arg.split("=", 1)[0] not in HYDRA_FLAGS:
-            return arg[2:]
-        return arg
-
-    return [translated(arg) for arg in argv]
-
-
-def hydra_app(task: Callable[[DictConfig], object], job_name: str, config_name: str = "config"):
-    """A console command running `task(cfg)` as Hydra's app `job_name` (its log file is
-    `<run dir>/<job_name>.log`); `config_path` lets experiments/*.py use a checkout's conf/."""
-
-    def command(config_path: str = PACKAGED_CONF) -> None:
-        from deltaprop.io.xla_cache import enable_compilation_cache
-
-        named = any(arg.startswith("hydra.job.name=") for arg in sys.argv[1:])
-        sys.argv[1:] = hydra_overrides(sys.argv[1:]) + ([] if named else
-                                                         [f"hydra.job.name={job_name}"])
-        enable_compilation_cache()
-        hydra.main(version_base="1.3", config_path=config_path, config_name=config_name)(task)()
-
-    return command
 
 
 def fail(error: BaseException | str, code: int) -> None:
@@ -81,9 +52,24 @@ def fail(error: BaseException | str, code: int) -> None:
     sys.exit(code)
 
 
+def hydra_app(task: Callable[[DictConfig], object], command: str):
+    """The console command `command` (a key of run.config.COMMANDS): Hydra's app of that job
+    name on the command's primary config; `config_path` lets experiments/*.py use a checkout's
+    conf/."""
+    from deltaprop.cli.launch import PACKAGED_CONF, launch
+
+    def run(config_path: str = PACKAGED_CONF) -> None:
+        launch(task, COMMANDS[command], config_path)
+
+    return run
+
+
 def failing_cleanly(body: Callable[[DictConfig], object]) -> Callable[[DictConfig], object]:
     """`body(cfg)`, with bad input (exit 2), a diverged run (3) and Ctrl-C (130) each one line on
-    stderr. In a multirun the job fails and Hydra goes on (a search skips the trial)."""
+    stderr. In a multirun the job fails and Hydra goes on (a search skips the trial). A single
+    launch that fails on bad input removes the folder it made for itself, if nothing but
+    Hydra's own files is in it."""
+
     def task(cfg: DictConfig):
         try:
             return body(cfg)
@@ -91,6 +77,8 @@ def failing_cleanly(body: Callable[[DictConfig], object]) -> Callable[[DictConfi
             if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
                 log.error(str(error))  # "error: ..." on the console and in the job's log
                 raise  # Hydra marks this job failed; a search goes on (conf/hparams_search/)
+            if isinstance(error, InputError):
+                _discard_unused_run_dir(cfg)
             fail(error, EXIT_BAD_INPUT if isinstance(error, InputError) else EXIT_DIVERGED)
         except KeyboardInterrupt as error:
             print(f"{error or 'interrupted'}", file=sys.stderr)
@@ -99,7 +87,23 @@ def failing_cleanly(body: Callable[[DictConfig], object]) -> Callable[[DictConfi
     return task
 
 
-# ------------------------------------------------------------------ deltaprop-train
+def _discard_unused_run_dir(cfg: DictConfig) -> None:
+    """The launch's own folder (outputs/<command>/<experiment>/<time with microseconds>: no
+    other launch can have made it) holding only .hydra/ and the job's log: removed. A run_dir
+    the user named is never touched."""
+    if not HydraConfig.initialized() or cfg.get("run_dir") is not None:
+        return
+    hydra_cfg = HydraConfig.get()
+    if any(override.startswith(("hydra.run.dir=", "hydra.sweep.dir="))
+           for override in hydra_cfg.overrides.hydra):
+        return  # a folder the user named
+    folder = Path(hydra_cfg.runtime.output_dir)
+    own = {".hydra", f"{hydra_cfg.job.name}.log"}
+    if folder.is_dir() and {path.name for path in folder.iterdir()} <= own:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+# ------------------------------------------------------------------ the commands
 
 
 def _train(cfg: DictConfig) -> float:
@@ -108,55 +112,26 @@ def _train(cfg: DictConfig) -> float:
     return train_run(cfg)[str(cfg.objective)]
 
 
-train = hydra_app(failing_cleanly(_train), "train")
+def _body(module: str, name: str) -> Callable[[DictConfig], object]:
+    """The function `name` of `module`, imported when the command runs (JAX with it)."""
 
-
-# ------------------------------------------------------------ the teaching commands
-
-
-def _teaching(name: str) -> Callable[[DictConfig], object]:
     def body(cfg: DictConfig):
-        from deltaprop.cli import teaching
+        from importlib import import_module
 
-        return getattr(teaching, name)(cfg)
+        return getattr(import_module(module), name)(cfg)
 
     return failing_cleanly(body)
 
 
-gradcheck = hydra_app(_teaching("gradcheck"), "gradcheck")
-speed_of_learning = hydra_app(_teaching("speed_of_learning"), "speed_of_learning")
-learning_slowdown = hydra_app(_teaching("learning_slowdown"), "learning_slowdown")
-vanishing_gradients = hydra_app(_teaching("vanishing_gradients"), "vanishing_gradients")
-
-WORKED_EXAMPLE_APP = "worked_example_app"
-
-
-def _register_worked_example_app() -> None:
-    """conf/config.yaml with `override experiment: worked_example`: the experiment applies
-    unless the command line names another one."""
-    from hydra.core.config_store import ConfigStore
-
-    ConfigStore.instance().store(
-        name=WORKED_EXAMPLE_APP,
-        node={"defaults": ["config", {"override experiment": "worked_example"}, "_self_"]},
-    )
-
-
-_register_worked_example_app()
-worked_example = hydra_app(_teaching("worked_example"), "worked_example",
-                           config_name=WORKED_EXAMPLE_APP)
-
-
-# ------------------------------------------------------------------ deltaprop-predict
-
-
-def _predict(cfg: DictConfig) -> None:
-    from deltaprop.run.predict import predict_from_config
-
-    predict_from_config(cfg)
-
-
-predict = hydra_app(failing_cleanly(_predict), "predict")
+TEACHING = "deltaprop.cli.teaching"
+train = hydra_app(failing_cleanly(_train), "train")
+evaluate = hydra_app(_body("deltaprop.run.evaluate", "evaluate_from_config"), "eval")
+predict = hydra_app(_body("deltaprop.run.predict", "predict_from_config"), "predict")
+gradcheck = hydra_app(_body(TEACHING, "gradcheck"), "gradcheck")
+worked_example = hydra_app(_body(TEACHING, "worked_example"), "worked_example")
+speed_of_learning = hydra_app(_body(TEACHING, "speed_of_learning"), "speed_of_learning")
+learning_slowdown = hydra_app(_body(TEACHING, "learning_slowdown"), "learning_slowdown")
+vanishing_gradients = hydra_app(_body(TEACHING, "vanishing_gradients"), "vanishing_gradients")
 
 
 def gather(argv: list[str] | None = None) -> None:

@@ -36,7 +36,14 @@ from deltaprop.precision import float64_scope, precision_of, precision_scope
 from deltaprop.run.config import read
 from deltaprop.run.engines import EngineSpec, make_engine
 from deltaprop.run.setup import cast_splits, model_of, prepare_data, resolve_run_dir
-from deltaprop.settings import Config, TrainSettings
+from deltaprop.settings import (
+    GradcheckSettings,
+    LearningSlowdownSettings,
+    SpeedOfLearningSettings,
+    TrainSettings,
+    VanishingGradientsSettings,
+    WorkedExampleSettings,
+)
 from deltaprop.training import batches_per_epoch
 
 log = logging.getLogger("deltaprop.teaching")
@@ -79,7 +86,8 @@ def trained_params(settings: TrainSettings, splits: Splits, model: Model, epochs
 # ------------------------------------------------------------------------ deltaprop-gradcheck
 
 
-def gradcheck_report(settings: Config, params: Params | None = None) -> GradcheckReport:
+def gradcheck_report(settings: GradcheckSettings, params: Params | None = None
+                     ) -> GradcheckReport:
     """Gradient check of the configured network on the first GRADCHECK_BATCH training examples.
 
     It checks at `params` if given, else after gradcheck.after_epochs epochs of the configured
@@ -124,7 +132,7 @@ def gradcheck_report(settings: Config, params: Params | None = None) -> Gradchec
 
 
 def gradcheck(cfg: DictConfig) -> None:
-    report = gradcheck_report(read(cfg))
+    report = gradcheck_report(read(cfg, GradcheckSettings))
     log.info(report.format_table())  # the console and gradcheck.log
     if not report.passed:
         sys.exit(EXIT_GRADCHECK_FAILED)
@@ -135,7 +143,7 @@ def gradcheck(cfg: DictConfig) -> None:
 BY_HAND_EXPERIMENT = "worked_example_by_hand"
 
 
-def worked_example_inputs(settings: Config | DictConfig, batch: int
+def worked_example_inputs(settings: TrainSettings | DictConfig, batch: int
                           ) -> tuple[Params, np.ndarray, np.ndarray]:
     """(params, x, y) as a training run would start: float64 params, first batch (`settings`:
     the settings or the composed config, e.g. deltaprop.compose("experiment=worked_example")).
@@ -147,7 +155,8 @@ def worked_example_inputs(settings: Config | DictConfig, batch: int
     Raises:
       ConfigError: batch outside 1..the number of examples.
     """
-    settings = read(settings)
+    if not isinstance(settings, TrainSettings):  # the worked example's composed config
+        settings = read(settings, WorkedExampleSettings)
     if settings.dataset.name == "xor_table":
         data = load_dataset(settings.dataset, settings.data_seed)
         x_all, y_all = data.x, data.y
@@ -172,13 +181,11 @@ def _with_by_hand_experiment(cfg: DictConfig) -> DictConfig:
     from hydra import compose
     from hydra.core.hydra_config import HydraConfig
 
-    from deltaprop.cli import WORKED_EXAMPLE_APP
-
     overrides = list(HydraConfig.get().overrides.task)
     named = any(o.lstrip("+~").startswith("experiment=") for o in overrides)
     if cfg.worked_example.mode != "by_hand" or named:
         return cfg
-    return compose(config_name=WORKED_EXAMPLE_APP,
+    return compose(config_name="worked_example",
                    overrides=[f"experiment={BY_HAND_EXPERIMENT}", *overrides])
 
 
@@ -191,7 +198,7 @@ def worked_example(cfg: DictConfig) -> None:
     from deltaprop.teaching.svg import format_svg, picture_of_example
     from deltaprop.teaching.worked_example import worked_example as compute
 
-    settings = read(_with_by_hand_experiment(cfg))
+    settings = read(_with_by_hand_experiment(cfg), WorkedExampleSettings)
     if settings.loss != "bce" or settings.model.activation != "sigmoid":
         raise ConfigError(f"the worked example shows sigmoid layers and BCE (δ_L = a_L − y), "
                           f"not loss={settings.loss} model.activation={settings.model.activation}")
@@ -224,7 +231,7 @@ def worked_example(cfg: DictConfig) -> None:
 # ------------------------------------------------------------- deltaprop-speed-of-learning
 
 
-def speed_of_learning_rows(settings: Config) -> list:
+def speed_of_learning_rows(settings: SpeedOfLearningSettings) -> list:
     """The table for the configured data (its standardized training split, first
     speed_of_learning.n_images rows), model.init and speed_of_learning.seeds seeds from `seed`;
     with speed_of_learning.train_epochs = E also after 1..E epochs of the configured training.
@@ -263,7 +270,7 @@ def speed_of_learning_rows(settings: Config) -> list:
 def speed_of_learning(cfg: DictConfig) -> None:
     from deltaprop.teaching.speed_of_learning import format_table
 
-    settings = read(cfg)
+    settings = read(cfg, SpeedOfLearningSettings)
     rows = speed_of_learning_rows(settings)
     options = settings.speed_of_learning
     log.info(f"speed of learning, dataset={settings.dataset.name}, model.init="
@@ -281,12 +288,12 @@ def learning_slowdown(cfg: DictConfig) -> dict[str, Any]:
     from deltaprop.io.plots import plot_learning_slowdown
     from deltaprop.teaching import learning_slowdown as slowdown
 
-    settings = read(cfg)
+    settings = read(cfg, LearningSlowdownSettings)
     options = settings.learning_slowdown
     x, y, threshold, lr = options.x, options.y, options.threshold, settings.optimizer.lr
     runs = slowdown.slowdown_runs([list(start) for start in options.starts], x, y, lr,
                                   options.epochs)
-    run_dir = resolve_run_dir(settings)
+    run_dir = resolve_run_dir(settings, "learning_slowdown")
     run_dir.mkdir(parents=True, exist_ok=True)
     title = f"one sigmoid neuron, x = {x:g} -> y = {y:g}, eta = {lr:g}"
     figure = plot_learning_slowdown(
@@ -314,8 +321,9 @@ def vanishing_gradients(cfg: DictConfig) -> list[dict[str, Any]]:
     from deltaprop.run.train import train
     from deltaprop.teaching.vanishing_gradients import format_summaries, summarize
 
-    settings = read(cfg)
-    options, run_dir = settings.vanishing_gradients, resolve_run_dir(settings)
+    settings = read(cfg, VanishingGradientsSettings)
+    options, run_dir = settings.vanishing_gradients, resolve_run_dir(settings,
+                                                                    "vanishing_gradients")
     runs, summaries = {}, []
     for activation in options.activations:
         run = dataclasses.replace(

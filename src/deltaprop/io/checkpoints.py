@@ -132,14 +132,17 @@ def interrupts_deferred():
 
 @contextlib.contextmanager
 def quiet_orbax_logs(level: int = logging.WARNING):
-    """orbax logs every save at INFO through absl; Hydra shows INFO. Scope a higher level."""
-    logger = logging.getLogger("absl")
-    previous = logger.level
-    logger.setLevel(max(level, previous))
+    """orbax logs every save at INFO through absl, and a failed read leaves asyncio reporting
+    "Task exception was never retrieved"; Hydra shows both. Scope a higher level for the two."""
+    loggers = [logging.getLogger(name) for name in ("absl", "asyncio")]
+    previous = [logger.level for logger in loggers]
+    for logger, old, least in zip(loggers, previous, (level, logging.CRITICAL)):
+        logger.setLevel(max(least, old))  # asyncio here: only orbax's own tasks
     try:
         yield
     finally:
-        logger.setLevel(previous)
+        for logger, old in zip(loggers, previous):
+            logger.setLevel(old)
 
 
 # ---------------------------------------------------------------- finding checkpoints

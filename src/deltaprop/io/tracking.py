@@ -92,6 +92,7 @@ class WandbLogger(NullLogger):
         resume_id: str | None = None,
         job_type: str = "train",
         system_metrics: bool = True,
+        console: bool = False,
     ):
         os.environ.setdefault("WANDB_START_METHOD", "thread")
         os.environ.setdefault("WANDB_SILENT", "true")
@@ -104,6 +105,7 @@ class WandbLogger(NullLogger):
             "group": logger_cfg.group or group,
             "tags": list(logger_cfg.tags),
             "name": name,
+            "notes": getattr(logger_cfg, "notes", None),
             "job_type": job_type,
             "config": config,
             "dir": str(run_dir),
@@ -113,19 +115,20 @@ class WandbLogger(NullLogger):
         }
         stats = system_metrics and getattr(logger_cfg, "system_metrics", True)
         mode = str(logger_cfg.mode)
-        self.run = self._init(options, mode, stats)
+        self.run = self._init(options, mode, stats, console)
         self.run_id = self.run.id
         self.finished = False
         self.log_artifacts = logger_cfg.log_artifacts
         self.run_path = str(Path(self.run.dir).parent) if mode != "disabled" else None
 
-    def _init(self, options: dict[str, Any], mode: str, stats: bool):
+    def _init(self, options: dict[str, Any], mode: str, stats: bool, console: bool):
         """wandb.init; online within ONLINE_INIT_SECONDS, else offline with one warning line
         (online_only: TrackingError)."""
         wandb = self._wandb
         # System metrics: W&B's CPU/GPU/memory charts (logger.system_metrics), sampled by a
-        # thread beside the run; a sweep's member runs leave them to its summary run.
-        settings = {"console": "off", "x_disable_stats": not stats}
+        # thread beside the run; a sweep's member runs leave them to its summary run, and the
+        # console output (the run's files/output.log) too.
+        settings = {"console": "wrap" if console else "off", "x_disable_stats": not stats}
         if mode not in ("online", "online_only"):
             return wandb.init(mode=mode, settings=wandb.Settings(**settings), **options)
         try:
@@ -181,7 +184,7 @@ def resolve_mode(logger_cfg: Any) -> Any:
     Raises:
       TrackingError: mode=online_only and W&B cannot be used (one line saying why).
     """
-    if logger_cfg.name != "wandb" or str(logger_cfg.mode) not in ("online", "online_only"):
+    if logger_cfg.backend != "wandb" or str(logger_cfg.mode) not in ("online", "online_only"):
         return logger_cfg
     base_url = os.environ.get("WANDB_BASE_URL", DEFAULT_BASE_URL).rstrip("/")
     key = _api_key(urlparse(base_url).hostname or base_url)
@@ -267,8 +270,11 @@ def make_logger(
     resume_id: str | None = None,
     job_type: str = "train",
     system_metrics: bool = True,
+    console: bool = False,
 ) -> NullLogger:
-    if logger_cfg.name == "none":
+    """A W&B run (logger.backend=wandb), or a NullLogger; `console`: capture the console output
+    into the run (output.log)."""
+    if logger_cfg.backend == "none":
         return NullLogger()
     return WandbLogger(logger_cfg, config, run_dir, name, group, resume_id, job_type,
-                       system_metrics)
+                       system_metrics, console)

@@ -1,10 +1,12 @@
-"""The Hydra side of the settings: the schema Hydra checks, and the one place a composed
+"""The Hydra side of the settings: the schemas Hydra checks, and the one place a composed
 DictConfig becomes plain values.
 
-    register_schema()          Hydra's ConfigStore gets `config_schema`: mutable copies of the
-                               frozen classes in settings.py (Hydra merges into them), so an
-                               unknown key, a wrong type or a misspelled choice fails at compose
-    read(cfg)                  DictConfig -> frozen settings.Config, checked (settings.check)
+    COMMANDS                   each command's primary config (conf/<name>.yaml) and settings
+    register_schemas()         Hydra's ConfigStore gets `<command>_schema` for each: mutable
+                               copies of the frozen classes in settings.py (Hydra merges into
+                               them), so an unknown key, a wrong type or a misspelled choice
+                               fails at compose time
+    read(cfg, TrainSettings)   DictConfig -> frozen settings, checked (settings.check)
     compose(*overrides)        the config `python experiments/train.py <overrides>` runs
 
 Imports no JAX: reading a config (a command's --help, tab completion) stays fast.
@@ -16,6 +18,7 @@ import dataclasses
 import typing
 from enum import Enum
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -23,9 +26,47 @@ from omegaconf import DictConfig, OmegaConf
 
 from deltaprop import settings as settings_module
 from deltaprop.errors import ConfigError
-from deltaprop.settings import Config, check
+from deltaprop.settings import (
+    EvalSettings,
+    GradcheckSettings,
+    LearningSlowdownSettings,
+    PredictSettings,
+    SpeedOfLearningSettings,
+    TrainSettings,
+    VanishingGradientsSettings,
+    WorkedExampleSettings,
+    check,
+)
 
-SCHEMA_NAME = "config_schema"
+
+@dataclasses.dataclass(frozen=True)
+class Command:
+    """A console command: its primary config (conf/<config>.yaml), whose defaults list starts
+    with `<schema>`, and the settings it reads."""
+
+    name: str  # deltaprop-<name with dashes>, Hydra's job name, outputs/<name>/...
+    config: str
+    settings: type
+
+    @property
+    def schema(self) -> str:
+        return f"{self.config}_schema"
+
+    @property
+    def script(self) -> str:
+        return f"deltaprop-{self.name.replace('_', '-')}"
+
+
+COMMANDS = {command.name: command for command in (
+    Command("train", "config", TrainSettings),
+    Command("gradcheck", "gradcheck", GradcheckSettings),
+    Command("worked_example", "worked_example", WorkedExampleSettings),
+    Command("speed_of_learning", "speed_of_learning", SpeedOfLearningSettings),
+    Command("learning_slowdown", "learning_slowdown", LearningSlowdownSettings),
+    Command("vanishing_gradients", "vanishing_gradients", VanishingGradientsSettings),
+    Command("predict", "predict", PredictSettings),
+    Command("eval", "eval", EvalSettings),
+)}
 
 
 def _is_tuple(kind: Any) -> bool:
@@ -51,6 +92,11 @@ def mutable_schema(cls: type) -> type:
     specs = []
     for f in dataclasses.fields(cls):
         kind = _as_list_type(hints[f.name])
+        optional = [arg for arg in typing.get_args(kind) if arg is not type(None)]
+        if len(optional) == 1 and dataclasses.is_dataclass(optional[0]):  # a group, or none
+            specs.append((f.name, typing.Optional[mutable_schema(optional[0])],  # noqa: UP045
+                          dataclasses.field(default=None)))
+            continue
         if dataclasses.is_dataclass(kind):
             kind = mutable_schema(kind)
             specs.append((f.name, kind, dataclasses.field(default_factory=kind)))
@@ -64,12 +110,18 @@ def mutable_schema(cls: type) -> type:
     return schema
 
 
-def register_schema() -> None:
-    """Store the schema in Hydra's ConfigStore (idempotent)."""
-    ConfigStore.instance().store(name=SCHEMA_NAME, node=mutable_schema(Config))
+def register_schemas() -> None:
+    """Store every command's schema in Hydra's ConfigStore, and the resolver its output
+    folders use (idempotent)."""
+    for command in COMMANDS.values():
+        ConfigStore.instance().store(name=command.schema, node=mutable_schema(command.settings))
+    if not OmegaConf.has_resolver("deltaprop.or"):
+        # ${deltaprop.or:${run_dir},outputs/...}: run_dir when it is set, else the default
+        OmegaConf.register_new_resolver("deltaprop.or",
+                                        lambda value, default: default if value is None else value)
 
 
-register_schema()
+register_schemas()
 
 
 def _frozen(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
@@ -88,6 +140,9 @@ def _frozen(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
 
 
 def _value(kind: Any, value: Any, key: str) -> Any:
+    inner = [arg for arg in typing.get_args(kind) if arg is not type(None)]
+    if len(inner) == 1 and dataclasses.is_dataclass(inner[0]):  # X | None
+        kind = inner[0]
     if dataclasses.is_dataclass(kind) and isinstance(value, dict):
         return _frozen(kind, value, f"{key}.")
     if _is_tuple(kind) and isinstance(value, (list, tuple)):
@@ -100,20 +155,43 @@ def _value(kind: Any, value: Any, key: str) -> Any:
     return value
 
 
-def read(cfg: DictConfig | Config) -> Config:
-    """The composed config as frozen, checked settings: the one reading of a DictConfig.
+def read(cfg: Any, settings: type = TrainSettings) -> Any:
+    """The composed config as frozen, checked `settings` (a command's class in settings.py):
+    the one reading of a DictConfig. Settings already read pass through (training's own part
+    of a command that trains, for `settings=TrainSettings`).
 
     A `hydra` node (compose(..., return_hydra_config=True)) is left out, not resolved.
 
     Raises:
       ConfigError: an unknown key (added with '+'), or a value out of range (settings.check).
     """
-    if isinstance(cfg, Config):
-        settings = cfg
+    if isinstance(cfg, settings):
+        read_settings = cfg.training() if settings is TrainSettings else cfg
+    elif dataclasses.is_dataclass(cfg):
+        raise ConfigError(f"{type(cfg).__name__} given where {settings.__name__} is read")
     else:
         keys = [key for key in cfg if key != "hydra"]
         data = OmegaConf.to_container(OmegaConf.masked_copy(cfg, keys), resolve=True)
-        settings = _frozen(Config, data)
+        read_settings = _frozen(settings, data)
+    check(read_settings)
+    return read_settings
+
+
+def read_saved_config(path: Path) -> TrainSettings:
+    """A training run's saved config (<run dir>/.hydra/config.yaml) as its settings. Keys the
+    training config does not hold (other commands' groups, which the one config of earlier
+    versions carried) are left out, and an earlier logger.name=wandb|none is logger.backend.
+
+    Raises:
+      ConfigError: a saved value that is not valid any more (names the key).
+    """
+    data = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    known = {field.name for field in dataclasses.fields(TrainSettings)}
+    data = {key: value for key, value in data.items() if key in known}
+    logger = data.get("logger") or {}
+    if logger.get("name") in ("wandb", "none") and "backend" not in logger:
+        logger["backend"] = logger.pop("name")
+    settings = _frozen(TrainSettings, data)
     check(settings)
     return settings
 

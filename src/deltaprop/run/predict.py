@@ -1,19 +1,23 @@
 """Apply a finished training run's model to new data: `predict_from_config(cfg)`.
 
-    python experiments/predict.py run=outputs/default/<time> dataset=csv dataset.path=new.csv
-    python experiments/predict.py run=<sweep dir>/members/member_3 dataset=csv dataset.path=new.csv
-    python experiments/predict.py run=outputs/default/<time> dataset=moons dataset.n_samples=500
+    deltaprop-predict run=outputs/train/default/<time> dataset=csv dataset.path=new.csv
+    deltaprop-predict run=<sweep dir>/members/member_3 dataset=csv dataset.path=new.csv
+    deltaprop-predict run=outputs/train/default/<time> dataset=moons dataset.n_samples=500
+    deltaprop-predict run=outputs/train/default/<time>       # the run's own dataset, whole
 
 `run` is a training run's directory: a single run's, or one member's of a sweep (a sweep's own
 directory holds no parameters of its own; `members/member_<i>` has each member's). Its
 params.safetensors carries, beside the weights, the feature names and the standardizer
 (the training split's mean and std) that training saved; new features go through that same
-`(x − mean) / std` before the forward pass a_L = σ(z_L).
+`(x − mean) / std` before the forward pass a_L = σ(z_L). A member that diverged is refused
+unless allow_diverged=true.
 
 The data: `dataset=csv` reads the file's header; it must hold the run's feature columns, in the
 run's order, and may hold its label column(s) (the run's own: `dataset.label` is not consulted).
 A synthetic or bundled dataset (`dataset=moons`, ...) is generated as in training from its
-`dataset.*` keys and the data seed, and predicted whole: every example, not only a test split.
+`dataset.*` keys and the data seed (`seed`, else the run's), and predicted whole: every
+example, not only a test split (deltaprop-eval, run/evaluate.py, scores a run's test split).
+Without `dataset=`, the run's own dataset settings (from its saved config).
 
 Written to this invocation's directory (`run_dir`, else Hydra's output directory):
     predictions.csv   one row per example, in the data's order: probability_<label> (σ(z_L)) and
@@ -34,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -53,8 +58,9 @@ from deltaprop.metrics import split_metrics
 from deltaprop.model import Model
 from deltaprop.network import Params, layer_sizes, predict_proba
 from deltaprop.precision import float64_scope
-from deltaprop.run.config import read
+from deltaprop.run.config import read, read_saved_config
 from deltaprop.run.setup import resolve_run_dir
+from deltaprop.settings import PredictSettings, TrainSettings
 
 log = logging.getLogger(__name__)
 
@@ -87,34 +93,66 @@ def predict_from_config(cfg: DictConfig) -> dict[str, float]:
 
 
 def _predict(cfg: DictConfig) -> dict[str, float]:
-    settings = read(cfg)
+    settings = read(cfg, PredictSettings)
     params_path = find_params(settings.run)
-    params, standardizer, features, labels, model = load_model(params_path)
-    data = load_prediction_data(settings.dataset, settings.data_seed, labels)
-    check_features(data, features, params_path)
-
-    x = standardizer.transform(data.x)  # (N, n_features): the training split's (x − mean) / std
-    probabilities, metrics = _apply(params, x, data.y if data.y.shape[1] else None, labels,
-                                    model)
-
+    model = load_model(params_path, settings.allow_diverged)
+    dataset, seed = settings.dataset, settings.seed
+    if dataset is None or seed is None:  # the run's own
+        trained = saved_settings(params_path.parent)
+        if dataset is None:
+            log.info("no dataset=...: predicting every example of the run's own dataset=%s "
+                     "(training rows included; deltaprop-eval scores its test split)",
+                     trained.dataset.name)
+        dataset = dataset or trained.dataset
+        seed = trained.data_seed if seed is None else seed
+    data = load_prediction_data(dataset, seed, model.labels)
+    check_features(data, model.features, params_path)
+    # (N, n_features): the training split's (x − mean) / std
+    x = model.standardizer.transform(data.x, data.feature_names, f"dataset {data.name!r}")
     out_dir = resolve_run_dir(settings)
     out_dir.mkdir(parents=True, exist_ok=True)
+    metrics = score(model, x, data.y if data.y.shape[1] else None, out_dir, METRICS_PREFIX)
+    log.info("predicted %d examples of %s with %s", len(x), data.name, params_path)
+    if not metrics:
+        log.info("no metrics: the data have no label column %s",
+                 ", ".join(map(repr, model.labels)))
+    return metrics
+
+
+def score(model: LoadedModel, x: np.ndarray, y: np.ndarray | None, out_dir: Path,
+          prefix: str) -> dict[str, float]:
+    """Apply the model to standardized x; write predictions.csv (and metrics.json when there
+    are labels y) into out_dir; the metrics, keyed `<prefix>/loss`, ...."""
+    probabilities, metrics = _apply(model.params, x, y, model.labels, model.model, prefix)
+    labels = model.labels
     columns = [f"probability_{name}" for name in labels] + [f"predicted_{name}" for name in labels]
     predicted = (probabilities > THRESHOLD).astype(int)
     rows = [dict(zip(columns, [*p, *label])) for p, label in
             zip(probabilities.tolist(), predicted.tolist())]
-    predictions_path = write_csv(out_dir / PREDICTIONS_NAME, rows, columns)
-    log.info("predicted %d examples of %s with %s", len(rows), data.name, params_path)
-    log.info("predictions: %s", predictions_path.resolve())
+    log.info("predictions: %s", write_csv(out_dir / PREDICTIONS_NAME, rows, columns).resolve())
     if metrics:
         metrics_path = write_json(out_dir / METRICS_NAME, metrics)
         width = max(len(key) for key in metrics)
         for key, value in metrics.items():
             log.info("  %-*s  %s", width, key, f"{value:.4f}" if math.isfinite(value) else "nan")
         log.info("metrics: %s", metrics_path.resolve())
-    else:
-        log.info("no metrics: the data have no label column %s", ", ".join(map(repr, labels)))
     return metrics
+
+
+def saved_settings(run_dir: Path) -> TrainSettings:
+    """The training settings a run was started with: its .hydra/config.yaml (a sweep member's:
+    the sweep's, two folders up), read as the training config (keys other commands' configs
+    once held are left out).
+
+    Raises:
+      PredictError: no saved config.
+    """
+    for folder in (run_dir, run_dir.parent.parent):
+        path = folder / ".hydra" / "config.yaml"
+        if path.is_file():
+            return read_saved_config(path)
+    raise PredictError(f"{run_dir} has no .hydra/config.yaml (nor has its sweep): the run's "
+                       "data cannot be rebuilt; name them (dataset=..., seed=...)")
 
 
 def find_params(run: Any) -> Path:
@@ -148,10 +186,21 @@ def find_params(run: Any) -> Path:
     )
 
 
-def load_model(params_path: Path) -> tuple[Params, Standardizer, tuple[str, ...],
-                                          tuple[str, ...], Model]:
-    """(params, standardizer, feature names, label names, the model) from a training run's
-    parameter file (files from before costs and activations: bce, sigmoid).
+@dataclass(frozen=True)
+class LoadedModel:
+    """A training run's parameter file: the parameters and what applying them takes."""
+
+    params: Params
+    standardizer: Standardizer
+    features: tuple[str, ...]
+    labels: tuple[str, ...]
+    model: Model
+
+
+def load_model(params_path: Path, allow_diverged: bool = False) -> LoadedModel:
+    """The model of a training run's parameter file (files from before costs and activations:
+    bce, sigmoid). A sweep member that diverged is refused unless `allow_diverged`: its
+    parameters are the finite ones it was frozen at, not a trained model.
 
     Raises:
       PredictError: a file without the standardizer (from before deltaprop saved it), or one
@@ -190,8 +239,12 @@ def load_model(params_path: Path) -> tuple[Params, Standardizer, tuple[str, ...]
     if loss not in LossName.values() or activation not in ActivationName.values():
         raise PredictError(f"{params_path}: unknown cost or activation in its metadata: "
                            f"loss={loss!r}, activation={activation!r}")
+    if metadata.get("diverged") and not allow_diverged:
+        raise PredictError(f"{params_path} is a sweep member that diverged (frozen at its last "
+                           "finite state); apply it anyway with allow_diverged=true")
     model = Model.named(sizes, loss, activation)
-    return params, Standardizer(mean=mean, std=std), tuple(features), tuple(labels), model
+    return LoadedModel(params, Standardizer(mean=mean, std=std), tuple(features), tuple(labels),
+                       model)
 
 
 def check_features(data: Dataset, features: tuple[str, ...], params_path: Path) -> None:
@@ -221,7 +274,7 @@ def _shown(names: Any) -> str:
 
 
 def _apply(params: Params, x: np.ndarray, y: np.ndarray | None, labels: tuple[str, ...],
-           model: Model):
+           model: Model, prefix: str = METRICS_PREFIX):
     """(probabilities (N, n_L) float64, metrics) of the model on standardized x, in the dtype of
     its parameters; metrics {} without labels (several outputs: also per output, by `labels`)."""
     dtype = params[0]["W"].dtype
@@ -238,5 +291,5 @@ def _apply(params: Params, x: np.ndarray, y: np.ndarray | None, labels: tuple[st
         result = jax.device_get(score(device_params, inputs, jnp.asarray(y, dtype)))
     # split_metrics takes a population (member axis first): this model is a population of one.
     columns = split_metrics({key: np.asarray(value)[None] for key, value in result.items()}, y,
-                            METRICS_PREFIX, labels)
+                            prefix, labels)
     return probabilities, {key: float(value[0]) for key, value in columns.items()}

@@ -19,7 +19,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from deltaprop.choices import LoggerName
+from deltaprop.choices import LoggerBackend
 from deltaprop.errors import ConfigError
 from deltaprop.io.data import Splits, check_feature_count, load_dataset, split_and_standardize
 from deltaprop.model import Model
@@ -107,20 +107,28 @@ def members_of(settings: TrainSettings) -> list[Member]:
     return grid if settings.sweep.block is None else block_of(grid, settings.sweep.block)
 
 
-def resolve_run_dir(settings: Any) -> Path:
-    """run_dir, else Hydra's output directory, else ./outputs/<time>."""
-    if settings.run_dir:
-        return Path(settings.run_dir)
+def resolve_run_dir(settings: Any, command: str = "train") -> Path:
+    """Where a run writes: run_dir (in a multirun, where run_dir is the sweep's folder: the
+    job's folder in it), else Hydra's output directory, else the layout the commands use,
+    outputs/<command>/<experiment_name>/<time with microseconds> (one per launch)."""
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
 
-    if HydraConfig.initialized():
-        return Path(HydraConfig.get().runtime.output_dir)
-    return Path("outputs") / time.strftime("%Y-%m-%d_%H-%M-%S")
+    hydra = HydraConfig.get() if HydraConfig.initialized() else None
+    sweep_dir = hydra and hydra.mode == RunMode.MULTIRUN and Path(hydra.sweep.dir)
+    if settings.run_dir and Path(settings.run_dir) != sweep_dir:
+        return Path(settings.run_dir)
+    if hydra is not None:
+        return Path(hydra.runtime.output_dir)
+    moment = time.time()
+    stamp = time.strftime("%Y-%m-%d_%H-%M-%S", time.localtime(moment))
+    return (Path("outputs") / command / settings.experiment_name
+            / f"{stamp}-{int(moment % 1 * 1e6):06d}")
 
 
 def check_wandb_agent(settings: TrainSettings, n_members: int) -> None:
     """A W&B sweep agent gives its trial one run id (WANDB_RUN_ID): a trial is one member."""
-    if os.environ.get("WANDB_SWEEP_ID") and settings.logger.name == LoggerName.wandb \
+    if os.environ.get("WANDB_SWEEP_ID") and settings.logger.backend == LoggerBackend.wandb \
             and n_members > 1:
         axes = " and ".join(f"sweep.{axis}={list(getattr(settings.sweep, axis))}"
                             for axis in AXES if getattr(settings.sweep, axis))

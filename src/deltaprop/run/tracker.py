@@ -11,7 +11,6 @@ in one group; continued under their ids on resume. Nothing here is called from i
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
@@ -28,30 +27,45 @@ from deltaprop.settings import TrainSettings, plain
 log = logging.getLogger(__name__)
 
 
-def hydra_job_identity(settings: TrainSettings) -> tuple[str | None, str | None]:
-    """(run name, group): in a multirun each job is its own run, grouped by sweep."""
+# Overrides that say where a run goes or how it looks, not what it trains: not in its name.
+NOT_IN_NAMES = ("hydra.", "run_dir", "logger.", "trainer.progress", "print_config",
+                "trainer.checkpoint_every", "trainer.keep_checkpoints", "trainer.resume")
+
+
+def run_group(folder: Path) -> str:
+    """A W&B group named as the folder the runs are in: its path under outputs/ or multirun/
+    (e.g. train/default/2026-12-02_10-00-00-123456), else the folder's name."""
+    parts = Path(folder).resolve().parts
+    roots = [index for index, part in enumerate(parts) if part in ("outputs", "multirun")]
+    kept = parts[roots[-1] + 1:] if roots and roots[-1] < len(parts) - 1 else parts[-1:]
+    return "/".join(kept)[-128:]
+
+
+def name_of_overrides(overrides: list[str], fallback: str) -> str:
+    """A run's W&B name from its command line, as sweep members are named: `lr0.1-seed3` for
+    optimizer.lr=0.1 seed=3; `fallback` (the experiment's name) without any."""
+    parts = []
+    for override in overrides:
+        key, _, value = override.lstrip("+~").partition("=")
+        if value and not key.startswith(NOT_IN_NAMES) and "/" not in key:
+            parts.append(f"{key.split('.')[-1]}{value}")
+    return "-".join(parts)[:128] or fallback
+
+
+def identity(settings: TrainSettings, run_dir: Path) -> tuple[str, str]:
+    """(run name, group) of a single run or a sweep: logger.name, else the command line's
+    overrides; logger.group, else the folder (a multirun's sweep folder, which holds its jobs)."""
+    overrides, folder = [], run_dir
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    if not HydraConfig.initialized():
-        return None, None
-    hydra_cfg = HydraConfig.get()
-    if hydra_cfg.mode == RunMode.MULTIRUN:
-        sweep_dir = Path(hydra_cfg.sweep.dir)
-        group = f"{sweep_dir.parent.name}/{sweep_dir.name}"
-        return f"{settings.experiment_name}-{hydra_cfg.job.num}", group
-    return None, None
-
-
-def sweep_group(settings: TrainSettings) -> str:
-    """A sweep's W&B group: logger.group, else the Hydra multirun job, else
-    sweep-<experiment_name>-<time>."""
-    if settings.logger.group:
-        return str(settings.logger.group)
-    name, hydra_group = hydra_job_identity(settings)
-    if hydra_group:
-        return f"{hydra_group}/{name}"
-    return f"sweep-{settings.experiment_name}-{time.strftime('%Y-%m-%d_%H-%M-%S')}"
+    if HydraConfig.initialized():
+        hydra_cfg = HydraConfig.get()
+        overrides = list(hydra_cfg.overrides.task)
+        if hydra_cfg.mode == RunMode.MULTIRUN:
+            folder = Path(hydra_cfg.sweep.dir)
+    name = settings.logger.name or name_of_overrides(overrides, settings.experiment_name)
+    return name, settings.logger.group or run_group(folder)
 
 
 def member_config(settings: TrainSettings, member: Member) -> dict[str, Any]:
@@ -96,23 +110,24 @@ class Tracker:
         recorded = {"jax": jax_environment()}
         if record.resume_changes:
             recorded["resume_changes"] = record.resume_changes
+        name, group = identity(settings, setup.run_dir)
+        record.group = record.group or group
         if not setup.sweep:
-            name, group = hydra_job_identity(settings)
             self.members[0] = make_logger(logger, plain(settings) | recorded, setup.run_dir,
-                                          name=name, group=group,
-                                          resume_id=record.members[0].run_id)
+                                          name=name, group=record.group,
+                                          resume_id=record.members[0].run_id, console=True)
         else:
-            record.group = record.group or sweep_group(settings)
             for m, (member, saved) in enumerate(zip(setup.members, record.members)):
                 self.members[m] = make_logger(
                     logger, member_config(settings, member) | recorded, setup.run_dir,
-                    name=member.name, group=record.group, resume_id=saved.run_id,
+                    name=f"{name}-{member.name}" if settings.logger.name else member.name,
+                    group=record.group, resume_id=saved.run_id,
                     system_metrics=False,  # one set of machine charts: the summary run's
                 )
             self.summary = make_logger(
                 logger, plain(settings) | recorded, setup.run_dir,
-                name=f"{record.group}-summary", group=record.group, job_type="sweep-summary",
-                resume_id=record.summary_run_id,
+                name=f"{name}-summary", group=record.group, job_type="sweep-summary",
+                resume_id=record.summary_run_id, console=True,
             )
             record.summary_run_id = self.summary.run_id
         for saved, run in zip(record.members, self.members):
@@ -128,7 +143,7 @@ class Tracker:
     def log_gradcheck(self, first_member_params) -> None:
         """The gradient check of the first member's initial parameters, as a W&B table."""
         settings = self.setup.settings
-        if not self.is_main or settings.logger.name == "none" or not settings.logger.log_gradcheck:
+        if not self.is_main or settings.logger.backend == "none" or not settings.logger.log_gradcheck:
             return
         if sum(np.size(leaf) for leaf in jax.tree.leaves(first_member_params)) \
                 > GRADCHECK_MAX_PARAMS:

@@ -21,8 +21,10 @@ import jax
 
 from deltaprop.errors import EXIT_INTERRUPTED
 from deltaprop.io.checkpoints import quiet_orbax_logs
-from deltaprop.io.console import config_tree, console_output
+from deltaprop.io.console import PACKAGE_LOGGER, config_tree, console_output
+from deltaprop.io.files import write_text_atomic
 from deltaprop.io.rundir import open_run_dir
+from deltaprop.io.xla_cache import enable_compilation_cache
 from deltaprop.nan_guard import TrainingDiverged, debug_nans_scope
 from deltaprop.precision import precision_scope
 from deltaprop.run import parallel
@@ -34,7 +36,7 @@ from deltaprop.run.result import RunResult
 from deltaprop.run.resume import check_resume_changes
 from deltaprop.run.setup import RunSetup, describe_environment, jax_environment
 from deltaprop.run.tracker import Tracker
-from deltaprop.settings import plain
+from deltaprop.settings import TrainSettings, plain
 
 __all__ = ["TrainingDiverged", "train"]
 log = logging.getLogger(__name__)
@@ -58,15 +60,12 @@ def train(cfg: Any) -> RunResult:
       RunInterrupted (KeyboardInterrupt): Ctrl-C; a final checkpoint is saved first when
         checkpointing is on.
     """
+    enable_compilation_cache()  # (a command's is on already; a notebook's run gets it too)
     with console_output():
-        settings = read(cfg).training()
+        settings = read(cfg, TrainSettings)
         check_resume_changes(settings)
         if settings.trainer.distributed:
             parallel.initialize_distributed()
-        if jax.process_index() == 0:
-            if settings.print_config:
-                log.info(config_tree(plain(settings)))
-            log.info(describe_environment(jax_environment()))
         with (precision_scope(settings.trainer.precision), quiet_orbax_logs(),
               debug_nans_scope(settings.trainer.debug_nans)):
             setup = RunSetup.create(settings)
@@ -74,8 +73,44 @@ def train(cfg: Any) -> RunResult:
             checkpoints = Checkpoints(setup)  # finds what trainer.resume names, or refuses
             tracker = Tracker(setup)  # W&B online, offline, or refused: before any work
             with open_run_dir(setup.run_dir, enabled=jax.process_index() == 0), \
-                    _closing(checkpoints, tracker):
+                    _files_of_the_run(setup), _closing(checkpoints, tracker):
                 return run_epochs(setup, engine, checkpoints, tracker)
+
+
+@contextlib.contextmanager
+def _files_of_the_run(setup: RunSetup):
+    """Once the run's checks have passed: its config in <run dir>/.hydra/config.yaml (what
+    deltaprop-eval reads; the command line's overrides beside it), the config tree and the
+    devices on the console; a run started from Python (a notebook, a script) also keeps its
+    lines in <run dir>/train.log, as a command's run does."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if jax.process_index() != 0:
+        yield
+        return
+    import yaml
+
+    hydra = HydraConfig.initialized()
+    (setup.run_dir / ".hydra").mkdir(exist_ok=True)
+    write_text_atomic(setup.run_dir / ".hydra" / "config.yaml",
+                      yaml.safe_dump(plain(setup.settings), sort_keys=False))
+    if hydra:
+        write_text_atomic(setup.run_dir / ".hydra" / "overrides.yaml", yaml.safe_dump(
+            list(HydraConfig.get().overrides.task)))
+    handler = None if hydra else logging.FileHandler(setup.run_dir / "train.log")
+    if handler is not None:
+        handler.setFormatter(logging.Formatter(
+            "[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
+        PACKAGE_LOGGER.addHandler(handler)
+    try:
+        if setup.settings.print_config:
+            log.info(config_tree(plain(setup.settings)))
+        log.info(describe_environment(jax_environment()))
+        yield
+    finally:
+        if handler is not None:
+            PACKAGE_LOGGER.removeHandler(handler)
+            handler.close()
 
 
 @contextlib.contextmanager
