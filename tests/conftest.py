@@ -1,36 +1,45 @@
 """Shared test settings and fixtures.
 
 Settings: float64 available everywhere (set before any array exists; tests that want float32 ask
-for it with dtype=jnp.float32), W&B offline, and one persistent XLA cache for the session.
+for it with dtype=jnp.float32), W&B offline, and one persistent XLA cache kept between test runs
+in one place (~/.cache/deltaprop/xla-tests, or $DELTAPROP_TEST_XLA_CACHE), its oldest entries
+evicted past 1 GB; configs composed once per session and copied per test.
 
 Helpers (import them: `from conftest import draw_problem`):
     draw_problem     (seed, sizes, n, ...) -> (params, x, y), a random problem
-    compose_config   (*overrides) -> conf/config.yaml composed
+    compose_config   (*overrides, config_name=...) -> a command's config composed (cached, copied)
     cli_env          the environment of a command-line test (CPU, W&B offline, no cluster)
     assert_same_params, max_param_difference   parameter files compared
 
 Fixtures:
     make_cfg         (*overrides, run_dir=..., small=True) -> a composed config on tmp_path
     recorded_runs    the W&B runs a training run opens, as RecordingLoggers (make_logger replaced)
+    run_command      (command, *args) -> Completed: a console command run in this process
+                     (run_in_process, for module-scoped fixtures)
     run_cli          (script, *args, ...) -> the CompletedProcess of `python experiments/<script>`
     batch, example   the textbook's five-layer network on four examples, and its worked example
 """
 
+import copy
+import functools
 import itertools
 import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
+from typing import NamedTuple
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("WANDB_START_METHOD", "thread")
-# One persistent XLA cache for the session, inherited by the subprocesses the tests start: the
-# same small programs are compiled by many tests (see deltaprop/io/xla_cache.py).
-os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="deltaprop-xla-"))
+# One persistent XLA cache, kept between test runs and inherited by the subprocesses the tests
+# start: the same small programs are compiled by many tests and every run (io/xla_cache.py).
+# JAX evicts the least recently used entries past the size given.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.environ.get(
+    "DELTAPROP_TEST_XLA_CACHE", str(Path("~/.cache/deltaprop/xla-tests").expanduser())))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(1024**3))
 
 import jax
 
@@ -70,7 +79,13 @@ SMALL = [
 def compose_config(*overrides: str, return_hydra_config: bool = False,
                    config_name: str = "config"):
     """conf/<config_name>.yaml composed with `overrides`, as the command would (config: train,
-    gradcheck, worked_example, ... each command's primary config)."""
+    gradcheck, worked_example, ... each command's primary config). Composed once per session
+    for the same arguments; each call gets its own copy."""
+    return copy.deepcopy(_composed(overrides, return_hydra_config, config_name))
+
+
+@functools.cache
+def _composed(overrides: tuple[str, ...], return_hydra_config: bool, config_name: str):
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         return compose(config_name, overrides=list(overrides),
                        return_hydra_config=return_hydra_config)
@@ -207,6 +222,65 @@ def cli_env(devices: int = 1, **extra: str) -> dict[str, str]:
     if devices > 1:
         env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
     return env
+
+
+class Completed(NamedTuple):
+    """What a command run in this process left: its exit code and its console output."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_in_process(command: str, *args: str, cwd: Path | None = None) -> Completed:
+    """`deltaprop-<command> args...` run in this process: the same Hydra app, checks and exit
+    codes, without a new interpreter's seconds of imports. `command` is the attribute of
+    deltaprop.cli: train, gradcheck, worked_example, ..."""
+    import contextlib
+    import io
+    import logging
+    import logging.config
+
+    from hydra.core.global_hydra import GlobalHydra
+
+    import deltaprop.cli
+
+    out, err, code = io.StringIO(), io.StringIO(), 0
+    root, package = logging.getLogger(), logging.getLogger("deltaprop")
+    saved_root = root.handlers[:], root.level
+    saved_package = package.handlers, package.propagate, package.level
+    # The package logger as a new process has it (console_lines gave it a handler of its own):
+    # the command's lines reach Hydra's handlers, the console and <command>.log.
+    package.handlers, package.propagate = [], True
+    package.setLevel(logging.NOTSET)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sys, "argv", [f"deltaprop-{command}", *args])
+        # Hydra configures logging with dictConfig, which closes every handler there is,
+        # pytest's own too; here it only adds its handlers (removed again below).
+        patch.setattr(logging.config, "_clearExistingHandlers", lambda: None)
+        if cwd is not None:
+            patch.chdir(cwd)
+        try:
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                getattr(deltaprop.cli, command)(config_path=str(CONF))
+        except SystemExit as exit:
+            code = exit.code if isinstance(exit.code, int) else (0 if exit.code is None else 1)
+        finally:
+            GlobalHydra.instance().clear()
+            for handler in root.handlers[:]:
+                if handler not in saved_root[0]:
+                    root.removeHandler(handler)
+                    handler.close()
+            root.setLevel(saved_root[1])
+            package.handlers, package.propagate = saved_package[:2]
+            package.setLevel(saved_package[2])
+    return Completed(code, out.getvalue(), err.getvalue())
+
+
+@pytest.fixture
+def run_command():
+    """run_in_process, as a fixture."""
+    return run_in_process
 
 
 @pytest.fixture

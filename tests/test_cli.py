@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import site
 import subprocess
 import sys
 from pathlib import Path
@@ -65,17 +66,33 @@ def test_sweep_file_searches_config_keys():
             compose()[key.split(".")[0]].get(key.split(".")[1]) is not None, key
 
 
-@pytest.mark.slow
+@pytest.fixture
+def agent_trial(run_command, monkeypatch):
+    """(command line, run id) -> Completed: one trial as `wandb agent` runs it, the command in
+    this process (W&B's trial environment set, no API key)."""
+
+    import wandb
+
+    def trial(command: list[str], run_id: str):
+        assert command[:2] == ["/usr/bin/env", "deltaprop-train"]
+        monkeypatch.setenv("WANDB_SWEEP_ID", "abc123")
+        monkeypatch.setenv("WANDB_RUN_ID", run_id)
+        monkeypatch.delenv("WANDB_API_KEY", raising=False)
+        # W&B reads its environment once per session: a new one, as the agent's new process.
+        wandb.teardown()
+        return run_command("train", *command[2:])
+
+    yield trial
+    wandb.teardown()  # the next test's W&B session without this trial's run id
+
+
 @pytest.mark.parametrize("macro", [None, "${args}"], ids=["args_no_hyphens", "args"])
-def test_the_command_line_a_wandb_agent_builds(tmp_path, macro):
+def test_the_command_line_a_wandb_agent_builds(tmp_path, agent_trial, macro):
     sweep = yaml.safe_load(SWEEP_FILE.read_text())
     values = trial_values(tmp_path, "trial")
     command = agent_command(sweep, values, macro)
     assert ("--optimizer.lr=0.37" in command) == (macro == "${args}")
-    env = cli_env(WANDB_SWEEP_ID="abc123", WANDB_RUN_ID="trial0001")
-    env.pop("WANDB_API_KEY", None)
-    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=300, check=False)
+    done = agent_trial(command, "trial0001")
     assert done.returncode == 0, done.stderr[-3000:]
     # logger.mode=online without a key: logged offline, said in one line
     assert "logging offline instead" in done.stdout
@@ -88,13 +105,10 @@ def test_the_command_line_a_wandb_agent_builds(tmp_path, macro):
     assert offline.name.endswith("-trial0001")  # the agent's run id
 
 
-@pytest.mark.slow
-def test_a_wandb_trial_is_one_member(tmp_path):
+def test_a_wandb_trial_is_one_member(tmp_path, agent_trial):
     sweep = yaml.safe_load(SWEEP_FILE.read_text())
     values = trial_values(tmp_path, "trial") | {"trainer.num_seeds": 2}
-    env = cli_env(WANDB_SWEEP_ID="abc123", WANDB_RUN_ID="trial0002")
-    done = subprocess.run(agent_command(sweep, values), cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=300, check=False)
+    done = agent_trial(agent_command(sweep, values), "trial0002")
     assert done.returncode == 2, done.stderr[-3000:]
     (line,) = done.stderr.strip().splitlines()
     assert "W&B sweep agent" in line and "trainer.num_seeds=2" in line
@@ -103,14 +117,18 @@ def test_a_wandb_trial_is_one_member(tmp_path):
 
 @pytest.mark.slow
 def test_pip_install_gives_commands_that_train_anywhere(tmp_path):
-    """`pip install .` (a wheel, not editable) into a fresh venv, then the commands from an
-    empty directory: the configs come from the installed package (pkg://deltaprop.conf)."""
+    """`pip install .` as a user runs it (a wheel built in pip's own isolated environment, with
+    the setuptools pyproject.toml asks for) into a fresh venv, then the commands from an empty
+    directory: the configs come from the installed package (pkg://deltaprop.conf)."""
     venv = tmp_path / "venv"
-    # Its own site-packages before this environment's (jax & co. are not downloaded again);
-    # without its own pip and setuptools, so this environment's build the wheel.
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip",
-                    str(venv)], check=True, timeout=120)
-    python = venv / "bin" / "python"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    python, bin_dir = venv / "bin" / "python", venv / "bin"
+    # Its own site-packages first, then this environment's (jax & co. are not downloaded
+    # again; a path in a .pth file is searched, its .pth files, the checkout's editable
+    # install among them, are not run).
+    own = subprocess.run([str(python), "-c", "import site; print(site.getsitepackages()[0])"],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    Path(own, "this_environment.pth").write_text("\n".join(site.getsitepackages()) + "\n")
     source = tmp_path / "source"  # a copy: building writes build/ beside pyproject.toml
     source.mkdir()
     for folder in ("src", "conf"):
@@ -119,8 +137,8 @@ def test_pip_install_gives_commands_that_train_anywhere(tmp_path):
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, source / name)
     install = subprocess.run(
-        [str(python), "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-         str(source)], capture_output=True, text=True, timeout=300, check=False,
+        [str(python), "-m", "pip", "install", "--quiet", "--no-deps", str(source)],
+        capture_output=True, text=True, timeout=600, check=False,
         env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
     )
     assert install.returncode == 0, install.stderr[-3000:]
@@ -128,6 +146,12 @@ def test_pip_install_gives_commands_that_train_anywhere(tmp_path):
     elsewhere.mkdir()
     env = cli_env()
     env.pop("PYTHONPATH", None)
+    env["PATH"] = os.pathsep.join([str(bin_dir), env["PATH"]])
+
+    def command(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(bin_dir / args[0]), *args[1:]], cwd=elsewhere, env=env,
+                              capture_output=True, text=True, timeout=300, check=False)
+
     where = subprocess.run(
         [str(python), "-c", ("import deltaprop, importlib.resources as r; "
          "print(deltaprop.__file__); print(r.files('deltaprop.conf') / 'config.yaml')")],
@@ -135,25 +159,22 @@ def test_pip_install_gives_commands_that_train_anywhere(tmp_path):
     ).stdout.split()
     assert all(path.startswith(str(venv)) for path in where), where  # not the checkout
     assert Path(where[1]).is_file()
-    train = subprocess.run(
-        [str(venv / "bin" / "deltaprop-train"), *SMALL, "print_config=false"],
-        cwd=elsewhere, env=env, capture_output=True, text=True, timeout=300, check=False,
-    )
+    train = command("deltaprop-train", *SMALL, "print_config=false")
     assert train.returncode == 0, train.stderr[-3000:]
-    (run,) = (elsewhere / "outputs" / "default").iterdir()
+    (run,) = (elsewhere / "outputs" / "train" / "default").iterdir()
     assert json.loads((run / "summary.json").read_text())["val/best_loss"] > 0
     log = (run / "train.log").read_text()
     assert "final metrics" in log and "JAX " in log  # console output is in the log file
-    check = subprocess.run(
-        [str(venv / "bin" / "deltaprop-gradcheck"), "model.hidden=[3]"],
-        cwd=elsewhere, env=env, capture_output=True, text=True, timeout=300, check=False,
-    )
+    scored = command("deltaprop-eval", f"run={run}", "logger=none")
+    assert scored.returncode == 0 and "test/acc" in scored.stdout, scored.stderr[-2000:]
+    check = command("deltaprop-gradcheck", "model.hidden=[3]")
     assert check.returncode == 0 and "all passed" in check.stdout, check.stderr[-2000:]
-    bad = subprocess.run(
-        [str(venv / "bin" / "deltaprop-train"), "trainer.grad=autodif"],
-        cwd=elsewhere, env=env, capture_output=True, text=True, timeout=300, check=False,
-    )
+    bad = command("deltaprop-train", "trainer.grad=autodif")
     assert bad.returncode != 0 and "expected one of [manual, autodiff]" in bad.stderr
+    sweep_file = command("deltaprop-train", "--wandb-sweep-file").stdout.strip()
+    assert sweep_file.startswith(str(venv)) and Path(sweep_file).is_file()
+    for name in ("speed-of-learning", "learning-slowdown", "vanishing-gradients", "playground"):
+        assert command(f"deltaprop-{name}", "--help").returncode == 0, name
 
 
 def test_the_sweep_syntax_the_readme_shows_expands_as_it_says():

@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import CONF, EXPERIMENTS, SMALL, cli_env, compose_config
+from conftest import CONF, SMALL, compose_config
 
 from deltaprop.cli.launch import conf_dir, experiment_owner, refusal
 from deltaprop.errors import ConfigError
@@ -129,14 +127,11 @@ def test_a_run_from_python_keeps_its_config_and_log(tmp_path, monkeypatch):
     assert "final metrics:" in (run / "train.log").read_text()
 
 
-@pytest.mark.slow
-def test_the_command_line_layout(tmp_path):
+def test_the_command_line_layout(run_command, tmp_path):
     """outputs/<command>/<experiment>/<time>; run_dir=X takes .hydra/ and the log too; a start
     that fails on bad input leaves no folder."""
     def run(*args):
-        return subprocess.run([sys.executable, str(EXPERIMENTS / "train.py"), *SMALL, *args],
-                              cwd=tmp_path, env=cli_env(), capture_output=True, text=True,
-                              timeout=300, check=False)
+        return run_command("train", *SMALL, *args, cwd=tmp_path)
 
     assert run().returncode == 0
     (folder,) = (tmp_path / "outputs" / "train" / "default").iterdir()

@@ -334,16 +334,15 @@ def test_the_initializations_are_described_as_the_code_draws_them(doc):
         assert bool(np.all(biases == 0)) == zero_biases, init
 
 
-@pytest.mark.slow
-def test_the_exit_codes_and_logs_are_what_the_programs_do(doc, run_cli, tmp_path):
+def test_the_exit_codes_and_logs_are_what_the_programs_do(doc, run_command, tmp_path):
     """'exits 4 if any check fails (2 on bad input)', and the run directory's <command>.log
     holds what the command printed (README)."""
     readme = README.read_text(encoding="utf-8")
-    failed = run_cli("worked_example.py", "optimizer.lr=10000", "logger=none",
-                     f"hydra.run.dir={tmp_path / 'failed'}")  # the loss rises: a failed check
-    bad = run_cli("worked_example.py", "loss=mse", f"hydra.run.dir={tmp_path / 'bad'}")
-    injected = run_cli("gradcheck.py", "gradcheck.inject=missing_mean", "model.hidden=[3]",
-                       "logger=none", f"hydra.run.dir={tmp_path / 'gradcheck'}")
+    failed = run_command("worked_example", "optimizer.lr=10000", "logger=none",
+                         f"hydra.run.dir={tmp_path / 'failed'}")  # the loss rises: a failed check
+    bad = run_command("worked_example", "loss=mse", f"hydra.run.dir={tmp_path / 'bad'}")
+    injected = run_command("gradcheck", "gradcheck.inject=missing_mean", "model.hidden=[3]",
+                           "logger=none", f"hydra.run.dir={tmp_path / 'gradcheck'}")
     claims = re.findall(r"exits (\d+) if any (?:check|row) fails", readme + doc)
     assert len(claims) >= 3
     assert {int(code) for code in claims} == {failed.returncode, injected.returncode}

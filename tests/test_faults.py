@@ -39,36 +39,57 @@ def train_cli(run_dir: Path, *overrides: str, **popen) -> subprocess.Popen:
 # ---------------------------------------------------------------- kills while saving
 
 
-@pytest.mark.slow
-def test_repeated_sigkills_during_saves_then_resume_are_bit_identical(tmp_path):
-    """Saves every epoch, so most kills land in one; three kills at random moments."""
-    config = ["logger=none", "logger.plots=false", "trainer.progress=false", "trainer.epochs=30",
+KILLED_RUN = ["logger=none", "logger.plots=false", "trainer.progress=false", "trainer.epochs=24",
               "trainer.eval_every=3", "dataset.n_samples=200", "model.hidden=[8]",
               "optimizer=adam", "optimizer.lr=0.02", *SAVE_EVERY_EPOCH]
-    reference = train_cli(tmp_path / "reference", *config, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.DEVNULL)
-    run_dir, rng, kills = tmp_path / "killed", random.Random(0), []
-    for attempt in range(3):
-        process = train_cli(run_dir, *config, *(["trainer.resume=auto"] if attempt else []),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        start_steps = len(checkpoints.complete_steps(run_dir / "checkpoints"))
-        deadline = time.monotonic() + 120
-        while (process.poll() is None and time.monotonic() < deadline
-               and len(checkpoints.complete_steps(run_dir / "checkpoints")) < start_steps + 2):
-            time.sleep(0.01)
-        time.sleep(rng.uniform(0, 0.3))  # somewhere in the next saves
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait()
-        kills.append(max(checkpoints.complete_steps(run_dir / "checkpoints")))
-    assert kills == sorted(kills) and kills[-1] < 30, kills
-    final = train_cli(run_dir, *config, "trainer.resume=auto", stdout=subprocess.PIPE,
-                      stderr=subprocess.PIPE, text=True)
-    _, err = final.communicate(timeout=300)
-    assert final.returncode == 0, err
-    assert reference.wait(timeout=300) == 0
-    assert_same_params(run_dir / "params.safetensors", tmp_path / "reference" / "params.safetensors")
-    assert ((run_dir / "metrics.jsonl").read_text()
-            == (tmp_path / "reference" / "metrics.jsonl").read_text())
+KILLED_KINDS = {  # kind: (its overrides, the files an uninterrupted twin must equal)
+    "single": ([], ["params.safetensors", "metrics.jsonl"]),
+    "sweep": (["trainer.num_seeds=2", "sweep.lr=[0.02,0.05]"],
+              [f"members/member_{m}/{name}" for m in range(4)
+               for name in ("params.safetensors", "metrics.jsonl")]),
+}
+
+
+@pytest.mark.slow
+def test_sigkills_during_saves_then_resume_are_bit_identical(tmp_path):
+    """A single run and a sweep, each SIGKILLed twice at random moments (saving every epoch, so
+    most kills land in a save), then resumed: every file equals an uninterrupted twin's. All
+    processes of a round run at once."""
+    rng = random.Random(0)
+    references = {kind: train_cli(tmp_path / f"{kind}-reference", *KILLED_RUN, *extra,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                  for kind, (extra, _) in KILLED_KINDS.items()}
+    kills: dict[str, list[int]] = {kind: [] for kind in KILLED_KINDS}
+    for attempt in range(2):
+        resume = ["trainer.resume=auto"] if attempt else []
+        running = {kind: train_cli(tmp_path / kind, *KILLED_RUN, *extra, *resume,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                   for kind, (extra, _) in KILLED_KINDS.items()}
+        for kind, process in running.items():
+            root = tmp_path / kind / "checkpoints"
+            start, deadline = len(checkpoints.complete_steps(root)), time.monotonic() + 300
+            while (process.poll() is None and time.monotonic() < deadline
+                   and len(checkpoints.complete_steps(root)) < start + 2):
+                time.sleep(0.01)
+            time.sleep(rng.uniform(0, 0.3))  # somewhere in the next saves
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait()
+            kills[kind].append(max(checkpoints.complete_steps(root)))
+    finals = {kind: train_cli(tmp_path / kind, *KILLED_RUN, *extra, "trainer.resume=auto",
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+              for kind, (extra, _) in KILLED_KINDS.items()}
+    for kind, (_, files) in KILLED_KINDS.items():
+        assert kills[kind] == sorted(kills[kind]) and kills[kind][-1] < 24, kills
+        out, err = finals[kind].communicate(timeout=300)
+        assert finals[kind].returncode == 0, err
+        assert "resuming from" in out
+        assert references[kind].wait(timeout=300) == 0
+        for name in files:
+            killed, reference = tmp_path / kind / name, tmp_path / f"{kind}-reference" / name
+            if name.endswith(".safetensors"):
+                assert_same_params(killed, reference)
+            else:
+                assert killed.read_text() == reference.read_text()
 
 
 # ---------------------------------------------------------------- damaged checkpoints
@@ -253,25 +274,18 @@ def snapshot(directory: Path) -> dict[str, tuple[int, int]]:
 # ---------------------------------------------------------------- two writers
 
 
-@pytest.mark.slow
-def test_a_second_run_in_the_same_directory_is_refused(tmp_path):
+def test_a_second_run_in_the_same_directory_is_refused(make_cfg, tmp_path):
+    """A run holds its directory's lock (here: this process, as a first run would); a second
+    run there is refused naming the holder, before it writes anything."""
+    from deltaprop.io.rundir import RunDirError, run_dir_lock
+
     run_dir = tmp_path / "run"
-    config = ["logger=none", "logger.plots=false", "trainer.progress=false",
-              "trainer.epochs=1000000", "dataset.n_samples=200"]
-    first = train_cli(run_dir, *config, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 120
-        while not (run_dir / ".deltaprop.lock").exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        second = train_cli(run_dir, *config, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           text=True)
-        _, err = second.communicate(timeout=300)
-        assert second.returncode == 2, err
-        assert f"error: {run_dir} is in use by another run (pid {first.pid} on " in err
-        assert first.poll() is None  # the first run trains on, unharmed
-    finally:
-        first.kill()
-        first.wait()
+    run_dir.mkdir()
+    with run_dir_lock(run_dir):
+        with pytest.raises(RunDirError, match=rf"{run_dir} is in use by another run \(pid "
+                                              rf"{os.getpid()} on "):
+            train(make_cfg())
+        assert sorted(path.name for path in run_dir.iterdir()) == [".deltaprop.lock"]
 
 
 def test_a_directory_with_an_earlier_runs_outputs_is_refused(make_cfg, tmp_path):
@@ -398,15 +412,12 @@ def test_ctrl_c_saves_a_final_checkpoint_and_exits_130(tmp_path):
     assert match.group(2) == f"{run_dir / 'checkpoints'}/{epoch}"
 
 
-@pytest.mark.slow
-def test_multirun_jobs_never_share_a_run_directory(tmp_path):
+def test_multirun_jobs_never_share_a_run_directory(run_command, tmp_path):
     shared = tmp_path / "shared"
-    done = subprocess.run(
-        [sys.executable, str(EXPERIMENTS / "train.py"), "-m", "seed=0,1", f"run_dir={shared}",
-         "logger=none", "logger.plots=false", "trainer.progress=false", "trainer.epochs=2",
-         "dataset.n_samples=200", f"hydra.sweep.dir={tmp_path / 'sweep'}"],
-        env=cli_env(), capture_output=True, text=True, timeout=300, check=False,
-    )
+    done = run_command(
+        "train", "-m", "seed=0,1", f"run_dir={shared}", "logger=none", "logger.plots=false",
+        "trainer.progress=false", "trainer.epochs=2", "dataset.n_samples=200",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}")
     assert done.returncode != 0  # Hydra reports the job that failed
     assert f"{shared} holds an earlier run's outputs" in done.stderr
     summary = json.loads((shared / "summary.json").read_text())

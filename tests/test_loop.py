@@ -10,19 +10,14 @@ the others train on exactly as they would beside a finite member.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
-from conftest import EXPERIMENTS, assert_same_params, cli_env
+from conftest import assert_same_params
 
 from deltaprop.io import checkpoints
 from deltaprop.io.checkpoints import CheckpointError
@@ -205,71 +200,6 @@ def test_resumed_run_continues_the_same_wandb_run(make_cfg, tmp_path):
     runs = sorted((tmp_path / "run" / "wandb").glob("offline-run-*"))
     assert len(runs) == 2
     assert len({path.name.rsplit("-", 1)[-1] for path in runs}) == 1, runs
-
-
-# ---------------------------------------------------------------- SIGKILL, then resume (CLI)
-
-
-def cli(run_dir: Path, *overrides: str) -> list[str]:
-    return [sys.executable, str(EXPERIMENTS / "train.py"), f"run_dir={run_dir}", *overrides]
-
-
-def kill_each_after_two_checkpoints(victims: dict[str, tuple[subprocess.Popen, Path]]) -> None:
-    """SIGKILL each process once its run directory holds two complete checkpoints."""
-    deadline = time.monotonic() + 300
-    running = dict(victims)
-    while running and time.monotonic() < deadline:
-        for kind, (process, run_dir) in list(running.items()):
-            if process.poll() is not None or len(
-                    checkpoints.complete_steps(run_dir / "checkpoints")) >= 2:
-                os.kill(process.pid, signal.SIGKILL)
-                process.wait()
-                del running[kind]
-        time.sleep(0.02)
-
-
-@pytest.mark.slow
-def test_sigkill_mid_training_then_resume_is_bit_identical(tmp_path):
-    """A single run and a sweep, each killed part-way and resumed, against uninterrupted twins
-    (all at once)."""
-    epochs = 24
-    config = ["logger=none", "logger.plots=false", "trainer.progress=false",
-              "dataset.n_samples=200", f"trainer.epochs={epochs}", "trainer.eval_every=5",
-              "trainer.checkpoint_every=2", "optimizer=adam", "optimizer.lr=0.02",
-              "model.hidden=[8,8]"]
-    kinds = {"single": (config, ["params.safetensors", "metrics.jsonl"]),
-             "sweep": ([*config, *SWEEP], [f"members/member_{i}/{name}" for i in MEMBERS
-                                           for name in ("params.safetensors", "metrics.jsonl")])}
-
-    def start(run_dir: Path, overrides: list[str], output=subprocess.DEVNULL):
-        return subprocess.Popen(cli(run_dir, *overrides), env=cli_env(), stdout=output,
-                                stderr=output, text=True)
-
-    references = {kind: start(tmp_path / f"{kind}-uninterrupted", overrides)
-                  for kind, (overrides, _) in kinds.items()}
-    victims = {kind: (start(tmp_path / f"{kind}-killed", overrides, subprocess.PIPE),
-                      tmp_path / f"{kind}-killed") for kind, (overrides, _) in kinds.items()}
-    kill_each_after_two_checkpoints(victims)
-    resumed = {}
-    for kind, (overrides, files) in kinds.items():
-        process, killed = victims[kind]
-        assert process.returncode == -signal.SIGKILL, process.stderr.read()
-        steps = checkpoints.complete_steps(killed / "checkpoints")
-        assert steps and steps[-1] < epochs
-        assert not (killed / files[0]).exists()
-        print(f"{kind}: killed after {steps[-1]} of {epochs} epochs; checkpoints: {steps}")
-        resumed[kind] = start(killed, [*overrides, "trainer.resume=auto"], subprocess.PIPE)
-    for kind, (_, files) in kinds.items():
-        stdout, stderr = resumed[kind].communicate(timeout=300)
-        assert resumed[kind].returncode == 0, stderr
-        assert "resuming from" in stdout
-        assert references[kind].wait(timeout=300) == 0
-        killed, uninterrupted = tmp_path / f"{kind}-killed", tmp_path / f"{kind}-uninterrupted"
-        for name in files:
-            if name.endswith(".safetensors"):
-                assert_same_params(killed / name, uninterrupted / name)
-            else:
-                assert (killed / name).read_text() == (uninterrupted / name).read_text()
 
 
 # ---------------------------------------------------------------- the NaN guard, single runs

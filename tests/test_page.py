@@ -10,14 +10,12 @@ skip, when chromium is missing: CI installs it (.ci/run).
 
 import json
 import re
-import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
 from browser import Chromium
-from conftest import ROOT, cli_env, compose_config
+from conftest import ROOT, compose_config, run_in_process
 
 from deltaprop.cli.teaching import worked_example_inputs
 from deltaprop.teaching import svg
@@ -83,14 +81,12 @@ def test_a_non_finite_number_is_refused(history):
 
 @pytest.fixture(scope="module")
 def written_page(tmp_path_factory):
-    """backprop.html as `python experiments/worked_example.py` writes it (N = 4, 6 steps)."""
+    """backprop.html as `deltaprop-worked-example` writes it (N = 4, 6 steps)."""
     run_dir = tmp_path_factory.mktemp("page")
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "experiments" / "worked_example.py"), f"hydra.run.dir={run_dir}",
-         "logger=none", "worked_example.mode=by_hand", "worked_example.batch=4",
-         "worked_example.page=true", f"worked_example.page_steps={STEPS}"],
-        capture_output=True, text=True, timeout=300, cwd=run_dir, env=cli_env(), check=False,
-    )
+    result = run_in_process(
+        "worked_example", f"hydra.run.dir={run_dir}", "logger=none", "worked_example.mode=by_hand",
+        "worked_example.batch=4", "worked_example.page=true",
+        f"worked_example.page_steps={STEPS}", cwd=run_dir)
     assert result.returncode == 0, result.stderr
     assert f"page: {run_dir / 'backprop.html'}" in result.stdout
     return run_dir / "backprop.html"

@@ -60,29 +60,23 @@ from deltaprop.network import init_params
 from deltaprop.settings import OptimizerSettings
 
 conf, out, tiny = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+runs, SHARD = json.loads(sys.argv[4]), json.loads(sys.argv[5])
 report = {"device_count": jax.device_count()}
-sweep = ["trainer.num_seeds=2", "sweep.lr=[0.5,1.0]", "trainer.precision=float64"]
-runs = {"float32": ["trainer.precision=float32"], "float64": ["trainer.precision=float64"],
-        "packed": sweep + ["sweep.engine=packed"], "vmap": sweep + ["sweep.engine=vmap"]}
+# Only the runs on several devices: their one-device twins train in the test process.
 with initialize_config_dir(config_dir=conf, version_base="1.3"):
     for kind, overrides in runs.items():
-        for data_parallel in (False, True):
-            name = f"{kind}_{data_parallel}"
-            cfg = compose("config", overrides=tiny + overrides + [
-                f"trainer.data_parallel={data_parallel}", f"run_dir={out}/{name}"])
-            report[name] = train(cfg)["val/best_loss"]
-    shard = ["trainer.num_seeds=4", "sweep.lr=[0.5,1.0]", "trainer.precision=float64",
-             "sweep.member_chunk=1"]  # 8 members, 2 per device, in chunks of 1
+        cfg = compose("config", overrides=tiny + overrides + [
+            "trainer.data_parallel=true", f"run_dir={out}/{kind}_True"])
+        report[f"{kind}_True"] = train(cfg)["val/best_loss"]
     for engine in ("packed", "vmap"):
-        for on in (False, True):
-            cfg = compose("config", overrides=tiny + shard + [
-                f"sweep.engine={engine}", f"sweep.shard_members={on}",
-                f"run_dir={out}/shard_{engine}_{on}"])
-            report[f"shard_{engine}_{on}"] = train(cfg)["val/best_loss"]
+        cfg = compose("config", overrides=tiny + SHARD + [
+            f"sweep.engine={engine}", "sweep.shard_members=true",
+            f"run_dir={out}/shard_{engine}_True"])
+        report[f"shard_{engine}_True"] = train(cfg)["val/best_loss"]
     from deltaprop.run.config import read
     from deltaprop.run.engines import make_engine
     from deltaprop.run.setup import RunSetup
-    cfg = compose("config", overrides=tiny + shard + ["sweep.shard_members=true",
+    cfg = compose("config", overrides=tiny + SHARD + ["sweep.shard_members=true",
                                                       f"run_dir={out}/shard_inspect"])
     setup = RunSetup.create(read(cfg).training())
     engine = make_engine(setup.engine)
@@ -125,13 +119,38 @@ print(json.dumps(report))
 """
 
 
+SWEEP = ["trainer.num_seeds=2", "sweep.lr=[0.5,1.0]", "trainer.precision=float64"]
+RUNS = {"float32": ["trainer.precision=float32"], "float64": ["trainer.precision=float64"],
+        "packed": [*SWEEP, "sweep.engine=packed"], "vmap": [*SWEEP, "sweep.engine=vmap"]}
+SHARD = ["trainer.num_seeds=4", "sweep.lr=[0.5,1.0]", "trainer.precision=float64",
+         "sweep.member_chunk=1"]  # 8 members, 2 per device, in chunks of 1
+
+
 @pytest.fixture(scope="module")
 def four_devices(tmp_path_factory):
+    """The runs on four CPU devices (a process of their own), and their one-device twins
+    trained here while it works."""
+    from conftest import compose_config
+
+    from deltaprop.run.train import train
+
     out = tmp_path_factory.mktemp("four_devices")
-    report = run_python(
-        FOUR_DEVICES, CONF, str(out), json.dumps(TINY), env=cli_env(devices=4), timeout=180
-    )
-    return report, out
+    process = subprocess.Popen(
+        [sys.executable, "-c", FOUR_DEVICES, CONF, str(out), json.dumps(TINY),
+         json.dumps(RUNS), json.dumps(SHARD)], env=cli_env(devices=4), cwd=ROOT,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    report = {}
+    for kind, overrides in RUNS.items():
+        report[f"{kind}_False"] = train(compose_config(*TINY, *overrides,
+                                                       f"run_dir={out / f'{kind}_False'}"))[
+            "val/best_loss"]
+    for engine in ("packed", "vmap"):
+        report[f"shard_{engine}_False"] = train(compose_config(
+            *TINY, *SHARD, f"sweep.engine={engine}", f"run_dir={out / f'shard_{engine}_False'}"))[
+            "val/best_loss"]
+    stdout, stderr = process.communicate(timeout=600)  # a hang guard: it takes ~40 s
+    assert process.returncode == 0, stderr[-3000:]
+    return report | json.loads(stdout.strip().splitlines()[-1]), out
 
 
 @pytest.mark.slow

@@ -5,13 +5,10 @@ import ast
 import importlib
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import cli_env
 from starlette.testclient import TestClient
 from test_playground_session import SMALL, direct_step, relative
 
@@ -198,10 +195,12 @@ def test_the_playground_imports_neither_the_driver_nor_the_cli():
     assert "torch" not in {name.split(".")[0] for name in imported}
 
 
-def test_the_command_refuses_a_host_other_than_this_machine():
-    result = subprocess.run([sys.executable, "-m", "deltaprop.playground", "--host", "0.0.0.0"],
-                            capture_output=True, text=True, env=cli_env(), timeout=120, check=False)
-    assert result.returncode == 2 and "serves this machine only" in result.stderr
+def test_the_command_refuses_a_host_other_than_this_machine(capsys):
+    from deltaprop.playground.server import main
+
+    with pytest.raises(SystemExit) as exit:
+        main(["--host", "0.0.0.0"])
+    assert exit.value.code == 2 and "serves this machine only" in capsys.readouterr().err
 
 
 def test_a_step_that_overflows_is_refused_with_a_message_not_a_500(client):

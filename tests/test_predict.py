@@ -250,20 +250,19 @@ def test_metadata_that_disagree_with_the_weights_are_refused(trained, make_cfg, 
 # ---------------------------------------------------------------- the command line
 
 
-@pytest.mark.slow
-def test_command_line_predicts_then_exits_2_on_bad_input(trained, points, run_cli, tmp_path):
+def test_command_line_predicts_then_exits_2_on_bad_input(trained, points, run_command, tmp_path):
     x, y = points
     good = write_table(tmp_path / "good.csv", ["x1", "x2", "label"], np.hstack([x, y]).tolist())
-    result = run_cli("predict.py", f"run={trained[0]}", "dataset=csv", f"dataset.path={good}",
-                     f"hydra.run.dir={tmp_path / 'good'}")
+    result = run_command("predict", f"run={trained[0]}", "dataset=csv", f"dataset.path={good}",
+                         f"hydra.run.dir={tmp_path / 'good'}")
     assert result.returncode == 0, result.stderr
     assert "predict/acc" in result.stdout + result.stderr
     assert (tmp_path / "good" / "predictions.csv").is_file()
     assert (tmp_path / "good" / "metrics.json").is_file()
 
     bad = write_table(tmp_path / "bad.csv", ["x1", "height"], x.tolist())
-    result = run_cli("predict.py", f"run={trained[0]}", "dataset=csv", f"dataset.path={bad}",
-                     f"hydra.run.dir={tmp_path / 'bad'}")
+    result = run_command("predict", f"run={trained[0]}", "dataset=csv", f"dataset.path={bad}",
+                         f"hydra.run.dir={tmp_path / 'bad'}")
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "'height'" in lines[0], lines

@@ -8,13 +8,11 @@ exit code 2, and no W&B run, checkpoint or output was created before the check.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import EXPERIMENTS, SMALL, cli_env, compose_config
+from conftest import SMALL, compose_config
 
 from deltaprop.cli.teaching import gradcheck_report, worked_example_inputs
 from deltaprop.errors import ConfigError
@@ -150,41 +148,35 @@ CASES = {  # case: (CSV text or None, overrides, the error line's text)
 
 
 @pytest.fixture(scope="module")
-def bad_input_runs(tmp_path_factory):
-    """Every case's command at once (each is mostly import time): {case: (process, run dir)}.
-    The last case resumes a checkpoint of a model trained here on three features."""
+def three_features(tmp_path_factory) -> Path:
+    """A checkpointed run of a model trained on three features."""
     tmp = tmp_path_factory.mktemp("bad_csv")
     three = csv_file(tmp, "a,b,c,label\n" + rows(40, 3), "three.csv")
     train(compose_config(*SMALL, "dataset=csv", f"dataset.path={three}", "model.hidden=[3]",
                          "trainer.epochs=1", "trainer.checkpoint_every=1", f"run_dir={tmp / 'three'}"))
-    processes = {}
-    for number, (case, (text, overrides, _)) in enumerate(CASES.items()):
-        data = [] if text is None else ["dataset=csv",
-                                        f"dataset.path={csv_file(tmp, text, f'{number}.csv')}"]
-        run_dir = tmp / f"run{number}"
-        command = [sys.executable, str(EXPERIMENTS / "train.py"), f"hydra.run.dir={run_dir}",
-                   "trainer.progress=false", *data, "logger=wandb", "trainer.checkpoint_every=1",
-                   *(override.format(tmp=tmp) for override in overrides)]
-        processes[case] = (subprocess.Popen(command, env=cli_env(), stdout=subprocess.PIPE,
-                                            stderr=subprocess.PIPE, text=True), run_dir, tmp)
-    yield processes
-    for process, _, _ in processes.values():
-        if process.poll() is None:
-            process.kill()
+    return tmp
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("case", list(CASES))
-def test_bad_input_is_reported_before_anything_starts(bad_input_runs, case):
-    process, run_dir, tmp = bad_input_runs[case]
-    _, stderr = process.communicate(timeout=300)
-    assert process.returncode == 2, stderr
-    error_lines = [line for line in stderr.splitlines() if line.startswith("error:")]
-    assert len(error_lines) == 1, stderr
-    assert CASES[case][2].format(tmp=tmp) in error_lines[0], stderr
-    assert "Traceback" not in stderr
-    # Nothing was started or written: no W&B run, no checkpoint, no output file.
-    assert {path.name for path in run_dir.iterdir()} <= HYDRA_ONLY
+def test_bad_input_is_reported_before_anything_starts(three_features, tmp_path, capsys, case):
+    """As deltaprop-train reports it (its body, in this process): exit 2, one `error:` line,
+    and nothing started or written: no run directory, no W&B run, no checkpoint."""
+    from deltaprop.cli import _train, failing_cleanly
+
+    text, overrides, line = CASES[case]
+    data = [] if text is None else ["dataset=csv", f"dataset.path={csv_file(tmp_path, text)}"]
+    run_dir = tmp_path / "run"
+    cfg = compose_config(*SMALL, f"run_dir={run_dir}", *data, "logger=wandb",
+                         "trainer.checkpoint_every=1",
+                         *(override.format(tmp=three_features) for override in overrides))
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exited:
+        failing_cleanly(_train)(cfg)
+    assert exited.value.code == 2
+    stderr = capsys.readouterr().err
+    assert stderr.count("error:") == 1 and stderr.startswith("error:"), stderr
+    assert line.format(tmp=three_features) in stderr
+    assert not run_dir.exists()
 
 
 def test_single_class_training_split_warns_and_trains(make_cfg, tmp_path):

@@ -95,11 +95,10 @@ def test_manual_and_autodiff_runs_end_in_the_same_params(make_cfg, tmp_path):
 # ---------------------------------------------------------------- the command line
 
 
-@pytest.mark.slow
-def test_multirun_gives_each_job_its_own_offline_wandb_run_in_one_group(run_cli, tmp_path):
+def test_multirun_gives_each_job_its_own_offline_wandb_run_in_one_group(run_command, tmp_path):
     sweep_dir = tmp_path / "sweep"
-    result = run_cli(
-        "train.py",
+    result = run_command(
+        "train",
         "-m",
         "seed=0,1",
         "trainer.epochs=2",
@@ -109,7 +108,6 @@ def test_multirun_gives_each_job_its_own_offline_wandb_run_in_one_group(run_cli,
         "logger.log_gradcheck=false",
         f"hydra.sweep.dir={sweep_dir}",
         cwd=tmp_path,
-        timeout=240,
     )
     assert result.returncode == 0, result.stderr
     runs = sorted(sweep_dir.glob("*/wandb/offline-run-*"))

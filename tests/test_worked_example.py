@@ -2,8 +2,6 @@
 and experiments/worked_example.py end to end."""
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import jax
@@ -173,21 +171,20 @@ def test_the_command_applies_the_worked_example_experiment_by_default():
     assert other.experiment_name == "vanishing_gradients"
 
 
-def _run_script(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    return subprocess.run(
-        [sys.executable, str(SCRIPT), f"hydra.run.dir={tmp_path}", "logger=none", *overrides],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=tmp_path,
-        check=False,
-    )
+@pytest.fixture
+def worked(run_command, tmp_path):
+    """(folder, *overrides) -> Completed: deltaprop-worked-example writing into the folder."""
+
+    def run(folder: Path, *overrides: str):
+        folder.mkdir(parents=True, exist_ok=True)
+        return run_command("worked_example", f"hydra.run.dir={folder}", "logger=none",
+                           *overrides)
+
+    return run
 
 
-@pytest.mark.slow
-def test_entry_point_end_to_end(tmp_path):
-    result = _run_script(tmp_path, "++worked_example.batch=3")
+def test_entry_point_end_to_end(worked, tmp_path):
+    result = worked(tmp_path, "++worked_example.batch=3")
     assert result.returncode == 0, result.stderr
     report = tmp_path / "worked_example.md"
     assert report.is_file()
@@ -205,9 +202,8 @@ def test_entry_point_end_to_end(tmp_path):
     assert (tmp_path / "network.svg").read_text(encoding="utf-8").startswith("<svg ")
 
 
-@pytest.mark.slow
-def test_by_hand_mode_is_the_calculator_case(tmp_path):
-    result = _run_script(tmp_path, "worked_example.mode=by_hand", "worked_example.digits=5")
+def test_by_hand_mode_is_the_calculator_case(worked, tmp_path):
+    result = worked(tmp_path, "worked_example.mode=by_hand", "worked_example.digits=5")
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert out.startswith("Worked example by hand: 5-layer sigmoid network 2-2-2-2-1")
@@ -222,23 +218,21 @@ def test_by_hand_mode_is_the_calculator_case(tmp_path):
     assert positions == sorted(positions)
     assert "η/10 = 0.1" in out
     assert "All checks passed" in out
-    four = _run_script(tmp_path / "four", "worked_example.mode=by_hand", "worked_example.batch=4")
+    four = worked(tmp_path / "four", "worked_example.mode=by_hand", "worked_example.batch=4")
     assert four.returncode == 0, four.stderr
     assert "N = 4 examples" in four.stdout and "δ_2[4,2] = " in four.stdout
 
 
-@pytest.mark.slow
-def test_entry_point_exits_nonzero_when_a_check_fails(tmp_path):
+def test_entry_point_exits_nonzero_when_a_check_fails(worked, tmp_path):
     # A step this large overshoots: the loss rises, so the run must fail.
-    result = _run_script(tmp_path, "optimizer.lr=10000")
+    result = worked(tmp_path, "optimizer.lr=10000")
     assert result.returncode == 4  # a failed check (deltaprop.errors)
     assert "CHECKS FAILED" in result.stdout
     assert (tmp_path / "worked_example.md").is_file()
 
 
-@pytest.mark.slow
-def test_the_worked_example_refuses_a_cost_it_does_not_show(run_cli, tmp_path):
-    done = run_cli("worked_example.py", "loss=mse", f"hydra.run.dir={tmp_path}")
+def test_the_worked_example_refuses_a_cost_it_does_not_show(worked, tmp_path):
+    done = worked(tmp_path, "loss=mse")
     assert done.returncode == 2
     (line,) = done.stderr.strip().splitlines()
     assert "shows sigmoid layers and BCE" in line and "loss=mse" in line

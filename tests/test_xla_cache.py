@@ -8,10 +8,10 @@ import jax
 import pytest
 from conftest import cli_env
 
-from deltaprop.io.xla_cache import MAX_BYTES, enable_compilation_cache
+from deltaprop.io.xla_cache import enable_compilation_cache
 
 SETTINGS = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
-            "jax_persistent_cache_min_entry_size_bytes", "jax_compilation_cache_max_size")
+            "jax_persistent_cache_min_entry_size_bytes")
 
 
 @pytest.fixture
@@ -29,7 +29,6 @@ def test_with_jax_imported_and_no_cache_the_argument_else_the_environment(tmp_pa
     assert jax.config.jax_compilation_cache_dir == str(tmp_path / "a")
     assert jax.config.jax_persistent_cache_min_compile_time_secs == 0.0
     assert jax.config.jax_persistent_cache_min_entry_size_bytes == 0
-    assert jax.config.jax_compilation_cache_max_size == MAX_BYTES  # old entries evicted
     jax.config.update("jax_compilation_cache_dir", None)
     monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "b"))
     assert enable_compilation_cache() == tmp_path / "b"

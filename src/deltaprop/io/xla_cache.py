@@ -15,7 +15,6 @@ from pathlib import Path
 
 DEFAULT_DIRECTORY = Path("~/.cache/deltaprop/xla").expanduser()
 OFF_SWITCH = "DELTAPROP_COMPILATION_CACHE"  # =0: the commands leave JAX's cache as it is
-MAX_BYTES = 2 * 1024**3  # the oldest entries are evicted past this size
 
 
 def enable_compilation_cache(directory: str | os.PathLike | None = None) -> Path | None:
@@ -35,8 +34,7 @@ def enable_compilation_cache(directory: str | os.PathLike | None = None) -> Path
     ).expanduser()
     settings = {"jax_compilation_cache_dir": str(directory),
                 "jax_persistent_cache_min_compile_time_secs": 0.0,
-                "jax_persistent_cache_min_entry_size_bytes": 0,
-                "jax_compilation_cache_max_size": MAX_BYTES}
+                "jax_persistent_cache_min_entry_size_bytes": 0}
     if "jax" not in sys.modules:
         for name, value in settings.items():
             os.environ.setdefault(name.upper(), str(value))
