@@ -94,7 +94,7 @@ def _composed(overrides: tuple[str, ...], return_hydra_config: bool, config_name
 def compose_experiment(experiment: str, *overrides: str):
     """conf/experiment/<experiment>.yaml composed by the command it belongs to (the worked
     example's by its config, ...; a training experiment by conf/config.yaml)."""
-    from deltaprop.cli.launch import experiment_owner
+    from deltaprop.run.config import experiment_owner
 
     owner = experiment_owner(CONF / "experiment" / f"{experiment}.yaml")
     return compose_config(f"experiment={experiment}", *overrides,

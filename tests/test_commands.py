@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from conftest import CONF, SMALL, compose_config
 
-from deltaprop.cli.launch import conf_dir, experiment_owner, refusal
+from deltaprop.cli.launch import conf_dir, refusal
 from deltaprop.errors import ConfigError
-from deltaprop.run.config import COMMANDS, read
+from deltaprop.run.config import COMMANDS, experiment_owner, read
 from deltaprop.run.evaluate import evaluate_from_config
 from deltaprop.run.predict import PredictError
 from deltaprop.run.train import train

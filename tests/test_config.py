@@ -8,9 +8,8 @@ import pytest
 from conftest import CONF, compose_config, compose_experiment
 from hydra.errors import ConfigCompositionException
 
-from deltaprop.cli.launch import experiment_owner
 from deltaprop.errors import ConfigError, InputError
-from deltaprop.run.config import COMMANDS, read
+from deltaprop.run.config import COMMANDS, experiment_owner, read
 
 
 def cfg_command(experiment: str) -> str:
@@ -107,6 +106,8 @@ def test_unknown_key_fails_at_compose_time(override, key):
         (["optimizer.warmup_epochs=200"], "optimizer.warmup_epochs", "200"),
         (["seed=-1"], "seed", "-1"),
         (["seed=4294967296"], "seed", "4294967296"),
+        # member 1's seed would be 2**32, whose key is key(0): the seed=0 run again
+        (["seed=4294967295", "trainer.num_seeds=2"], "seed", "4294967295"),
         (["dataset.seed=-3"], "dataset.seed", "-3"),
         (["logger.project=a/b"], "logger.project", "'a/b'"),
         (["logger.entity=my:team"], "logger.entity", "'my:team'"),

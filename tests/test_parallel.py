@@ -37,7 +37,7 @@ TINY = [
 ]
 
 
-def run_python(code: str, *args: str, env: dict[str, str], timeout: float = 120) -> dict:
+def run_python(code: str, *args: str, env: dict[str, str], timeout: float = 600) -> dict:
     """Run `code` in a fresh interpreter; return the JSON it prints on its last line."""
     done = subprocess.run(
         [sys.executable, "-c", code, *args], check=False, env=env, cwd=ROOT,
@@ -312,7 +312,7 @@ def test_two_processes_with_two_devices_each_equal_one_device(tmp_path):
     reports = {}
     try:
         for name, process in processes.items():
-            stdout, stderr = process.communicate(timeout=170)
+            stdout, stderr = process.communicate(timeout=600)
             assert process.returncode == 0, f"{name}: {stderr[-3000:]}"
             reports[name] = json.loads(stdout.strip().splitlines()[-1])
     finally:

@@ -131,7 +131,7 @@ def test_default_run_needs_no_network(run_cli, tmp_path):
     run_dir = tmp_path / "run"
     result = run_cli(
         "train.py", "trainer.epochs=5", f"hydra.run.dir={run_dir}", cwd=tmp_path, env=env,
-        timeout=120,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr
     runs = list(run_dir.glob("wandb/offline-run-*"))
@@ -141,6 +141,9 @@ def test_default_run_needs_no_network(run_cli, tmp_path):
     assert "test/acc" in result.stdout
     for name in RUN_FILES:
         assert (run_dir / name).exists(), name
+    # JAX as a user gets it (x64 off; the suite's own process turns it on): float32 throughout
+    assert {layer[leaf].dtype for layer in load_params(run_dir / "params.safetensors")
+            for leaf in ("W", "b")} == {np.dtype(np.float32)}
 
 
 # ---------------------------------------------------------------- sweeps

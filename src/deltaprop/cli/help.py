@@ -14,8 +14,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from deltaprop.cli.launch import experiment_owner
-from deltaprop.run.config import Command
+from deltaprop.run.config import Command, experiment_owner
 
 _COMMENT = re.compile(r"^\s+(\w+)\s*:[^#]*#\s*(.+)$")
 

@@ -13,8 +13,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from deltaprop.run.config import COMMANDS, Command
-from deltaprop.settings import TrainSettings
+from deltaprop.run.config import Command, experiment_owner
 
 PACKAGED_CONF = "pkg://deltaprop.conf"
 # Hydra's own long options: never translated (`--config-name=x` stays a flag).
@@ -84,22 +83,6 @@ def installed(module: str) -> bool:
         return importlib.util.find_spec(module) is not None
     except ModuleNotFoundError:  # its parent package is missing
         return False
-
-
-def experiment_owner(path: Path) -> Command | None:
-    """The command whose own group (gradcheck, worked_example, learning_slowdown, ...) the
-    experiment file sets; None when it sets training's keys only (any command may use it)."""
-    if not path.is_file():
-        return None  # Hydra says so, with the experiments there are
-    import yaml
-
-    keys = set(yaml.safe_load(path.read_text()) or {})
-    training = {field for field in TrainSettings.__dataclass_fields__}
-    for command in COMMANDS.values():
-        own = set(command.settings.__dataclass_fields__) - training
-        if command.name != "train" and keys & own:
-            return command
-    return None
 
 
 def launch(task: Callable, command: Command, config_path: str) -> None:

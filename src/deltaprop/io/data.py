@@ -636,30 +636,9 @@ def split_and_standardize(
     Warns:
         UserWarning: when a label column has a single class in the training split.
     """
-    from sklearn.model_selection import train_test_split  # imported here: it takes a second
-
     x = np.asarray(data.x, dtype=np.float64)
     y = np.asarray(data.y, dtype=np.float64)
-    n_train, n_val, n_test = _split_sizes(x.shape[0], val_fraction, test_fraction)
-
-    # One class id per distinct label row, so multi-output labels stratify too.
-    classes = np.unique(y, axis=0, return_inverse=True)[1].reshape(-1)
-    rng = np.random.default_rng(seed)
-    test_seed, val_seed = (int(s) for s in rng.integers(2**31 - 1, size=2))
-    # Row indices are split (the same permutation x itself would get), so that every row is
-    # standardized and checked in the data's own order, its messages naming the data's rows.
-    rest, test = train_test_split(
-        np.arange(x.shape[0]),
-        test_size=n_test,
-        random_state=test_seed,
-        stratify=_stratify_by(classes, n_test, n_val + n_train),
-    )
-    train, val = train_test_split(
-        rest,
-        test_size=n_val,
-        random_state=val_seed,
-        stratify=_stratify_by(classes[rest], n_val, n_train),
-    )
+    train, val, test = _split_rows(y, _split_sizes(x.shape[0], val_fraction, test_fraction), seed)
     _warn_if_single_class(data, y[train])
 
     standardizer = _fit_standardizer(x[train], tuple(data.feature_names))
@@ -675,6 +654,24 @@ def split_and_standardize(
         feature_names=tuple(data.feature_names),
         label_names=tuple(data.label_names),
     )
+
+
+def _split_rows(y: np.ndarray, sizes: tuple[int, ...], seed: int) -> tuple[np.ndarray, ...]:
+    """(train, val, test) row indices of the data, of `sizes` (n_train, n_val, n_test), each
+    stratified by label row where it can be. Rows, not copies of x: every row is standardized
+    and checked in the data's own order, its messages naming the data's rows."""
+    from sklearn.model_selection import train_test_split  # imported here: it takes a second
+
+    n_train, n_val, n_test = sizes
+    # One class id per distinct label row, so multi-output labels stratify too.
+    classes = np.unique(y, axis=0, return_inverse=True)[1].reshape(-1)
+    rng = np.random.default_rng(seed)
+    test_seed, val_seed = (int(s) for s in rng.integers(2**31 - 1, size=2))
+    rest, test = train_test_split(np.arange(y.shape[0]), test_size=n_test, random_state=test_seed,
+                                  stratify=_stratify_by(classes, n_test, n_val + n_train))
+    train, val = train_test_split(rest, test_size=n_val, random_state=val_seed,
+                                  stratify=_stratify_by(classes[rest], n_val, n_train))
+    return train, val, test
 
 
 def _split_sizes(n_samples: int, val_fraction: float, test_fraction: float) -> tuple[int, ...]:

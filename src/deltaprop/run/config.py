@@ -69,6 +69,23 @@ COMMANDS = {command.name: command for command in (
 )}
 
 
+def experiment_owner(path: Path) -> Command | None:
+    """The command whose own group (gradcheck, worked_example, learning_slowdown, ...) the
+    experiment file sets; None when it sets training's keys only (any command may use it)."""
+    if not path.is_file():
+        return None  # Hydra says so, with the experiments there are
+    import yaml
+
+    keys = set(yaml.safe_load(path.read_text()) or {})
+    training = {field for field in TrainSettings.__dataclass_fields__}
+    for command in COMMANDS.values():
+        own = set(command.settings.__dataclass_fields__) - training
+        if command.name != "train" and keys & own:
+            return command
+    return None
+
+
+
 def _is_tuple(kind: Any) -> bool:
     return typing.get_origin(kind) is tuple
 
