@@ -129,10 +129,15 @@ def test_a_run_from_python_keeps_its_config_and_log(tmp_path, monkeypatch):
 
 def test_the_command_line_layout(run_command, tmp_path):
     """outputs/<command>/<experiment>/<time>; run_dir=X takes .hydra/ and the log too; a start
-    that fails on bad input leaves no folder."""
+    that fails on bad input (the command line's checks, ours or Hydra's) leaves no folder."""
     def run(*args):
         return run_command("train", *SMALL, *args, cwd=tmp_path)
 
+    for bad in (["optimizer.lr=-1"], ["trainer.foo=1"], ["optimizer.lr=abc"]):
+        assert run(*bad).returncode == 2, bad
+    no_run = run_command("predict", cwd=tmp_path)
+    assert no_run.returncode == 2 and no_run.stderr.startswith("error: run=None"), no_run.stderr
+    assert not (tmp_path / "outputs").exists()
     assert run().returncode == 0
     (folder,) = (tmp_path / "outputs" / "train" / "default").iterdir()
     assert {".hydra", "train.log", "summary.json"} <= {p.name for p in folder.iterdir()}

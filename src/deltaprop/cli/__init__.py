@@ -89,8 +89,9 @@ def failing_cleanly(body: Callable[[DictConfig], object]) -> Callable[[DictConfi
 
 def _discard_unused_run_dir(cfg: DictConfig) -> None:
     """The launch's own folder (outputs/<command>/<experiment>/<time with microseconds>: no
-    other launch can have made it) holding only .hydra/ and the job's log: removed. A run_dir
-    the user named is never touched."""
+    other launch can have made it) holding only .hydra/ and the job's log: removed, and its
+    parents up to outputs/ where that leaves them empty. A run_dir the user named is never
+    touched."""
     if not HydraConfig.initialized() or cfg.get("run_dir") is not None:
         return
     hydra_cfg = HydraConfig.get()
@@ -101,6 +102,12 @@ def _discard_unused_run_dir(cfg: DictConfig) -> None:
     own = {".hydra", f"{hydra_cfg.job.name}.log"}
     if folder.is_dir() and {path.name for path in folder.iterdir()} <= own:
         shutil.rmtree(folder, ignore_errors=True)
+        # outputs/<command>/<experiment> too, when the launch left them empty
+        for parent in folder.parents[:3]:
+            try:
+                parent.rmdir()  # only an empty directory
+            except OSError:
+                break
 
 
 # ------------------------------------------------------------------ the commands

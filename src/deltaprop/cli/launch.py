@@ -7,12 +7,14 @@ with the extra to install). None of this imports JAX.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from deltaprop.errors import EXIT_BAD_INPUT
 from deltaprop.run.config import Command, experiment_owner
 
 PACKAGED_CONF = "pkg://deltaprop.conf"
@@ -108,4 +110,18 @@ def launch(task: Callable, command: Command, config_path: str) -> None:
     enable_compilation_cache()
     import hydra
 
-    hydra.main(version_base="1.3", config_path=config_path, config_name=command.config)(task)()
+    started = []
+
+    @functools.wraps(task)  # Hydra finds the task's module through __wrapped__
+    def job(cfg):
+        started.append(True)
+        return task(cfg)
+
+    try:
+        hydra.main(version_base="1.3", config_path=config_path, config_name=command.config)(job)()
+    except SystemExit as exit:
+        # Hydra exits 1 after saying what is wrong; before any job began, that was the command
+        # line (an unknown key, a value of the wrong type, a missing option): bad input, 2.
+        if exit.code == 1 and not started:
+            sys.exit(EXIT_BAD_INPUT)
+        raise
