@@ -12,6 +12,7 @@ Helpers (import them: `from conftest import draw_problem`):
     assert_same_params, max_param_difference   parameter files compared
 
 Fixtures:
+    checkpointed_run, checkpointed_sweep   finished runs shared by the session (copy to change)
     make_cfg         (*overrides, run_dir=..., small=True) -> a composed config on tmp_path
     recorded_runs    the W&B runs a training run opens, as RecordingLoggers (make_logger replaced)
     run_command      (command, *args) -> Completed: a console command run in this process
@@ -50,7 +51,8 @@ import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 
-import deltaprop.run.config  # noqa: F401  (registers the structured config schema)
+import deltaprop
+import deltaprop.run.config
 from deltaprop.io.console import console_output
 from deltaprop.io.files import load_params
 from deltaprop.io.tracking import NullLogger
@@ -188,6 +190,27 @@ def recorded_runs(monkeypatch):
 
     monkeypatch.setattr(deltaprop.run.tracker, "make_logger", make_logger)
     return runs
+
+
+CHECKPOINTED = [*SMALL, "trainer.epochs=2", "trainer.checkpoint_every=2"]
+SWEEP = ["trainer.num_seeds=2", "sweep.lr=[0.5,1.0]"]  # four members
+
+
+@pytest.fixture(scope="session")
+def checkpointed_run(tmp_path_factory) -> Path:
+    """A finished single run of CHECKPOINTED (two epochs, checkpointed at the end), shared by
+    the session: read it, or copy it before changing anything in it."""
+    run_dir = tmp_path_factory.mktemp("checkpointed_run") / "run"
+    deltaprop.train(compose_config(*CHECKPOINTED, f"run_dir={run_dir}"))
+    return run_dir
+
+
+@pytest.fixture(scope="session")
+def checkpointed_sweep(tmp_path_factory) -> Path:
+    """The same as a SWEEP of four members, shared likewise."""
+    run_dir = tmp_path_factory.mktemp("checkpointed_sweep") / "run"
+    deltaprop.train(compose_config(*CHECKPOINTED, *SWEEP, f"run_dir={run_dir}"))
+    return run_dir
 
 
 WORKED_SIZES = (2, 3, 3, 3, 1)  # the textbook's five layers

@@ -11,7 +11,7 @@ import pickle
 from pathlib import Path
 
 import pytest
-from conftest import SMALL, compose_config
+from conftest import SWEEP
 
 from deltaprop.io import checkpoints
 from deltaprop.io.checkpoints import CheckpointError, CheckpointMismatch, CheckpointRef
@@ -68,19 +68,12 @@ def test_the_progress_record_round_trips_non_finite_floats_exactly(tmp_path):
     assert restored["members"][0]["best"] == np.inf and restored["members"][0]["run_id"] == "float"
 
 
-SWEEP = ["trainer.num_seeds=2", "sweep.lr=[0.5,1.0]"]
 
 
-@pytest.fixture(scope="module")
-def saved_runs(tmp_path_factory) -> dict[str, Path]:
+@pytest.fixture
+def saved_runs(checkpointed_run, checkpointed_sweep) -> dict[str, Path]:
     """A single run and a sweep, two epochs each, checkpointed at the end."""
-    runs = {}
-    for name, extra in (("single", []), ("sweep", SWEEP)):
-        run_dir = tmp_path_factory.mktemp(name) / "run"
-        train(compose_config(*SMALL, f"run_dir={run_dir}", "trainer.epochs=2",
-                             "trainer.checkpoint_every=2", *extra))
-        runs[name] = run_dir
-    return runs
+    return {"single": checkpointed_run, "sweep": checkpointed_sweep}
 
 
 @pytest.mark.parametrize(

@@ -26,6 +26,7 @@ def eval_cfg(*overrides: str):
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
+    """A run of this module's own: deltaprop-eval writes into it (<run>/eval/)."""
     run = tmp_path_factory.mktemp("trained") / "run"
     train(compose_config(*SMALL, f"run_dir={run}", "trainer.epochs=4", "trainer.eval_every=4"))
     return run

@@ -336,14 +336,9 @@ CHANGES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def two_epochs(tmp_path_factory) -> Path:
-    from conftest import SMALL, compose_config
-
-    run_dir = tmp_path_factory.mktemp("two_epochs") / "run"
-    train(compose_config(*SMALL, f"run_dir={run_dir}", "trainer.epochs=2",
-                         "trainer.checkpoint_every=2"))
-    return run_dir
+@pytest.fixture
+def two_epochs(checkpointed_run) -> Path:
+    return checkpointed_run
 
 
 @pytest.mark.parametrize(("override", "shown"), CHANGES, ids=[c[0] for c in CHANGES])

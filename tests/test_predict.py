@@ -15,7 +15,7 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import SMALL, compose_config
+from conftest import CHECKPOINTED, SMALL, compose_config
 
 import deltaprop
 from deltaprop.errors import InputError
@@ -33,11 +33,10 @@ def _train(directory, *overrides):
     return cfg
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+@pytest.fixture
+def trained(checkpointed_run):
     """(run dir, its config) of a finished single run on moons."""
-    directory = tmp_path_factory.mktemp("trained") / "run"
-    return directory, _train(directory)
+    return checkpointed_run, compose_config(*CHECKPOINTED, f"run_dir={checkpointed_run}")
 
 
 @pytest.fixture(scope="module")
