@@ -207,6 +207,7 @@ def test_the_page_and_its_screenshot_are_documented(doc):
 # down twice.
 
 README = ROOT / "README.md"
+TRAINING = ROOT / "docs" / "training.md"  # the manual page on training, moved out of README
 NOTEBOOK = ROOT / "docs" / "backprop.ipynb"
 # A row of the worked example's Taylor table: step, actual, first order, off by, second, off by.
 TAYLOR_ROW = re.compile(r"^ +(η|η/10) = \S+ +\S+ +\S+ +([\d.]+)% +\S+ +([\d.]+)%$", re.MULTILINE)
@@ -335,8 +336,8 @@ def test_the_initializations_are_described_as_the_code_draws_them(doc):
 
 
 def test_the_exit_codes_and_logs_are_what_the_programs_do(doc, run_command, tmp_path):
-    """'exits 4 if any check fails (2 on bad input)', and the run directory's <command>.log
-    holds what the command printed (README)."""
+    """'exits 4 if any check fails (2 on bad input)' (README), and the run directory's
+    <command>.log holds what the command printed (docs/training.md)."""
     readme = README.read_text(encoding="utf-8")
     failed = run_command("worked_example", "optimizer.lr=10000", "logger=none",
                          f"hydra.run.dir={tmp_path / 'failed'}")  # the loss rises: a failed check
@@ -353,7 +354,7 @@ def test_the_exit_codes_and_logs_are_what_the_programs_do(doc, run_command, tmp_
     assert "Backward pass: layer 5 down to layer 2" in log  # the tables, not just a summary
     table = (tmp_path / "gradcheck" / "gradcheck.log").read_text(encoding="utf-8")
     assert table.count("FAIL") == injected.stdout.count("FAIL") == 5
-    assert "`train.log` (`gradcheck.log`, ...) has it too" in readme
+    assert "`train.log` (`gradcheck.log`, ...) has it too" in TRAINING.read_text(encoding="utf-8")
 
 
 def test_the_learning_slowdown_table_is_the_neurons(doc):
