@@ -1,8 +1,8 @@
 """Apply a finished training run's model to new data (installed as `deltaprop-predict`).
 
-    python experiments/predict.py run=outputs/default/<time> dataset=csv dataset.path=new.csv
+    python experiments/predict.py run=outputs/train/default/<time> dataset=csv dataset.path=new.csv
     python experiments/predict.py run=<sweep dir>/members/member_0 dataset=csv dataset.path=new.csv
-    python experiments/predict.py run=outputs/default/<time> dataset=moons   # the whole set
+    python experiments/predict.py run=outputs/train/default/<time> dataset=moons   # the whole set
 
 Writes predictions.csv (and metrics.json when the data have the label column) to its own run
 directory; see deltaprop/run/predict.py. Exit codes (deltaprop.errors): 0 done, 2 bad input.

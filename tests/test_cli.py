@@ -1,6 +1,6 @@
 """The console commands (deltaprop.cli): the `--key=value` arguments of a W&B sweep agent, the
-command line an agent builds from experiments/wandb_sweep.yaml, and `pip install .` (not
-editable) into a fresh environment, run from another directory."""
+command line an agent builds from the packaged W&B sweep file (conf/wandb_sweep.yaml), and
+`pip install .` (not editable) into a fresh environment, run from another directory."""
 
 from __future__ import annotations
 

@@ -266,14 +266,19 @@ def test_huge_learning_rate_overflows_the_loss(make_cfg):
 
 
 @pytest.mark.slow
-def test_debug_nans_names_the_operation_and_is_scoped(make_cfg):
+@pytest.mark.parametrize("overrides", [EXPLODING, ["optimizer.lr=1e38", "trainer.eval_every=1"]],
+                         ids=["weight decay explodes", "the first step overflows"])
+def test_debug_nans_names_the_operation_and_is_scoped(make_cfg, overrides):
+    """Whatever makes the first NaN or inf, the training step is stopped there and the
+    operation named: never a FloatingPointError from the evaluation after it."""
     with pytest.raises(TrainingDiverged) as error:
-        train(make_cfg(*EXPLODING, "trainer.debug_nans=true"))
+        train(make_cfg(*overrides, "trainer.debug_nans=true"))
     message = str(error.value)
-    assert re.match(r"NaN at epoch \d+ \(trainer.debug_nans\): invalid value \(nan\) "
-                    r"encountered in \w+ at \w+\.py:\d+: ", message), message
+    assert re.match(r"NaN or inf at epoch \d+ \(trainer.debug_nans\): invalid value "
+                    r"\((nan|inf)\) encountered in \w+ at \w+\.py:\d+: ", message), message
+    assert "rerun with trainer.debug_nans=true" not in message
     assert isinstance(error.value.__cause__, FloatingPointError)
-    assert not jax.config.jax_debug_nans  # restored after the run
+    assert not jax.config.jax_debug_nans and not jax.config.jax_debug_infs  # restored after
 
 
 # ---------------------------------------------------------------- the NaN guard, sweeps

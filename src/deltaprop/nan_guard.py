@@ -123,13 +123,22 @@ def locate_nan(epoch_fn: Callable, state, x_train, y_train) -> str | None:
     return None
 
 
+@contextlib.contextmanager
 def debug_nans_scope(enabled: bool):
-    """trainer.debug_nans: JAX re-runs the failing jitted step op by op and names the primitive."""
-    return jax.debug_nans(True) if enabled else contextlib.nullcontext()
+    """trainer.debug_nans, around the training epoch: a NaN or an inf made by any operation
+    stops it (FloatingPointError; JAX re-runs the jitted step op by op and names the primitive).
+    Not around the evaluation: parameters that overflowed then are the guard's to report."""
+    if not enabled:
+        yield
+        return
+    with jax.debug_nans(True), jax.debug_infs(True):
+        yield
 
 
-def diverged_error(message: str, last_checkpoint: str) -> TrainingDiverged:
+def diverged_error(message: str, last_checkpoint: str, debug_nans: bool = False
+                   ) -> TrainingDiverged:
     """The error for a run in which every member diverged; `last_checkpoint` says what is left
     to go back to (e.g. 'last good checkpoint: <path> (epoch 3)')."""
-    hint = ". Lower optimizer.lr, or rerun with trainer.debug_nans=true to find the operation"
+    hint = (". Lower optimizer.lr" if debug_nans else
+            ". Lower optimizer.lr, or rerun with trainer.debug_nans=true to find the operation")
     return TrainingDiverged(f"{message}; {last_checkpoint}{hint}")

@@ -118,7 +118,7 @@ class TrainerSettings(_Choices):
     keep_checkpoints: int = 3
     resume: str | None = None  # PATH (run dir or checkpoint) | auto
     resume_changes: tuple[str, ...] = ()  # settings a resume may change (run/resume.py)
-    debug_nans: bool = False
+    debug_nans: bool = False  # stop the step at its first NaN or inf and name the operation
     limit_batches: int = 0  # at most this many minibatches per epoch; 0: all
     overfit_batches: int = 0  # train on the first k minibatches' examples only; 0: all
     profile_epochs: int = 0  # a JAX profiler trace of this many epochs into <run_dir>/profile
@@ -283,7 +283,7 @@ class PredictSettings(_Choices):
     run: str | None = None  # the training run's directory (a sweep member's: members/member_<i>)
     dataset: DatasetSettings | None = None  # the data; none given: the run's own dataset
     allow_diverged: bool = False  # apply a diverged sweep member's frozen parameters anyway
-    run_dir: str | None = None  # where predictions.csv goes: default outputs/predict/<time>
+    run_dir: str | None = None  # where predictions.csv goes; outputs/predict/<experiment>/<time>
     seed: int | None = None  # seeds a synthetic dataset; none given: the run's data seed
     experiment_name: str = "default"
 
@@ -300,7 +300,7 @@ class EvalSettings(_Choices):
     out: str | None = None  # default: <run>/eval/<split> (or eval/<csv file name>)
     logger: LoggerSettings = field(default_factory=LoggerSettings)
     experiment_name: str = "default"
-    run_dir: str | None = None  # Hydra's own files and eval.log: outputs/eval/<time>
+    run_dir: str | None = None  # Hydra's own files and eval.log: outputs/eval/<experiment>/<time>
 
 
 # ------------------------------------------------------------------------ every key, flat# ------------------------------------------------------------------------ every key, flat

@@ -1,6 +1,6 @@
 """Join the blocks of one sweep (sweep.block=i/n, one job each) into the sweep's tables.
 
-    deltaprop-gather multirun/<experiment>/<time>          # finds every block's grid.json
+    deltaprop-gather multirun/train/<experiment>/<time>       # finds every block's grid.json
     deltaprop-gather run_a run_b run_c --out joined
 
 Every block wrote grid.json (the grid's size, axes, objective and settings, and its block) beside

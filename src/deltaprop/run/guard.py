@@ -80,4 +80,5 @@ class DivergenceGuard:
             epochs = ", ".join(str(d.epoch) for d in divergences)
             message = (f"every member diverged (at epochs {epochs}); member 0: "
                        f"{divergences[0].message}")
-        return diverged_error(message, self.last_checkpoint())
+        return diverged_error(message, self.last_checkpoint(),
+                              self.setup.settings.trainer.debug_nans)

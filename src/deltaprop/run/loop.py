@@ -15,7 +15,7 @@ import jax
 import numpy as np
 
 from deltaprop.io.console import around_progress_bar, is_terminal
-from deltaprop.nan_guard import TrainingDiverged, locate_nan
+from deltaprop.nan_guard import TrainingDiverged, debug_nans_scope, locate_nan
 from deltaprop.run import outputs
 from deltaprop.run.checkpointing import Checkpoints
 from deltaprop.run.engines import Engine
@@ -46,7 +46,8 @@ def run_epochs(setup: RunSetup, engine: Engine, checkpoints: Checkpoints,
         results = None
         try:
             for epoch in epochs:
-                new, losses, finite = _train_epoch(engine, state, arrays, epoch, checkpoints)
+                new, losses, finite = _train_epoch(engine, state, arrays, epoch, checkpoints,
+                                                   trainer.debug_nans)
                 evaluate = epoch % trainer.eval_every == 0 or epoch == trainer.epochs
                 results = engine.evaluate(new.params, arrays) if evaluate else None
                 losses, finite, results = jax.device_get((losses, finite, results))
@@ -70,16 +71,18 @@ def run_epochs(setup: RunSetup, engine: Engine, checkpoints: Checkpoints,
                   _member_params(engine, initial))
 
 
-def _train_epoch(engine: Engine, state, arrays, epoch: int, checkpoints: Checkpoints):
-    """engine.epoch, with trainer.debug_nans's FloatingPointError turned into TrainingDiverged
+def _train_epoch(engine: Engine, state, arrays, epoch: int, checkpoints: Checkpoints,
+                 debug_nans: bool):
+    """engine.epoch; under trainer.debug_nans a NaN or inf it makes is a TrainingDiverged
     naming the operation (the epoch re-run op by op) and the last good checkpoint."""
     x, y = arrays["x_train"], arrays["y_train"]
-    try:
-        return engine.epoch(state, x, y)
-    except FloatingPointError as error:
-        where = locate_nan(engine.epoch_fn, state, x, y)
-        raise TrainingDiverged(f"NaN at epoch {epoch} (trainer.debug_nans): "
-                               f"{where or error}; {checkpoints.last_good()}") from error
+    with debug_nans_scope(debug_nans):
+        try:
+            return engine.epoch(state, x, y)
+        except FloatingPointError as error:
+            where = locate_nan(engine.epoch_fn, state, x, y)
+            raise TrainingDiverged(f"NaN or inf at epoch {epoch} (trainer.debug_nans): "
+                                   f"{where or error}; {checkpoints.last_good()}") from error
 
 
 def _log(record: RunRecord, tracker: Tracker, epoch: int, columns) -> str:

@@ -25,7 +25,7 @@ from deltaprop.io.console import PACKAGE_LOGGER, config_tree, console_output
 from deltaprop.io.files import write_text_atomic
 from deltaprop.io.rundir import open_run_dir
 from deltaprop.io.xla_cache import enable_compilation_cache
-from deltaprop.nan_guard import TrainingDiverged, debug_nans_scope
+from deltaprop.nan_guard import TrainingDiverged
 from deltaprop.precision import precision_scope
 from deltaprop.run import parallel
 from deltaprop.run.checkpointing import Checkpoints
@@ -66,8 +66,7 @@ def train(cfg: Any) -> RunResult:
         check_resume_changes(settings)
         if settings.trainer.distributed:
             parallel.initialize_distributed()
-        with (precision_scope(settings.trainer.precision), quiet_orbax_logs(),
-              debug_nans_scope(settings.trainer.debug_nans)):
+        with precision_scope(settings.trainer.precision), quiet_orbax_logs():
             setup = RunSetup.create(settings)
             engine = make_engine(setup.engine)
             checkpoints = Checkpoints(setup)  # finds what trainer.resume names, or refuses
