@@ -265,6 +265,7 @@ def run_in_process(command: str, *args: str, cwd: Path | None = None) -> Complet
     import logging.config
 
     from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
 
     import deltaprop.cli
 
@@ -290,6 +291,9 @@ def run_in_process(command: str, *args: str, cwd: Path | None = None) -> Complet
             code = exit.code if isinstance(exit.code, int) else (0 if exit.code is None else 1)
         finally:
             GlobalHydra.instance().clear()
+            # --help, --cfg and --info set Hydra's config and leave it (their process ends
+            # there): a later call from Python would take itself for a Hydra job.
+            HydraConfig.instance().cfg = None
             for handler in root.handlers[:]:
                 if handler not in saved_root[0]:
                     root.removeHandler(handler)
