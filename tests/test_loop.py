@@ -197,9 +197,11 @@ def test_resumed_run_continues_the_same_wandb_run(make_cfg, tmp_path):
     common = ["logger=wandb", "logger.mode=offline", "trainer.checkpoint_every=1"]
     train(make_cfg(*common, "trainer.epochs=2"))
     train(make_cfg(*common, "trainer.epochs=3", "trainer.resume=auto"))
-    runs = sorted((tmp_path / "run" / "wandb").glob("offline-run-*"))
+    # Two offline runs of one id: wandb names a run's folder offline-run-<time>-<id>, with a
+    # -1 after it when both start within the same second; the id is in run-<id>.wandb.
+    runs = sorted((tmp_path / "run" / "wandb").glob("offline-run-*/run-*.wandb"))
     assert len(runs) == 2
-    assert len({path.name.rsplit("-", 1)[-1] for path in runs}) == 1, runs
+    assert len({path.name for path in runs}) == 1, runs
 
 
 # ---------------------------------------------------------------- the NaN guard, single runs
