@@ -41,6 +41,14 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.environ.get(
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(1024**3))
+# Hundreds of tiny programs, each compiled once: XLA's CPU backend at its lowest optimization
+# level compiles them about a third faster (the whole suite from an empty cache on 2 cores:
+# 9 min 27 s -> 7 min 52 s) and runs them as fast at these sizes. Results stay IEEE either way
+# (no fast math), but the last digit may differ: the commands and the notebook kernel the tests
+# start (cli_env, test_notebook) keep XLA's defaults, as a user's do.
+if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = " ".join(
+        [os.environ.get("XLA_FLAGS", ""), "--xla_backend_optimization_level=0"]).strip()
 
 import jax
 

@@ -49,7 +49,10 @@ SECTIONS = (
 CELL_TIMEOUT = 300  # seconds per cell; the whole notebook takes ~10-25 s on 2 busy cores
 MAX_BYTES = 1_000_000  # the committed notebook, outputs included
 ANSWER = re.compile(r"<details><summary>Answer</summary>\n(.+?)\n</details>", re.DOTALL)
-KERNEL_ENV = {"JAX_PLATFORMS": "cpu", "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+# The kernel as a learner's: XLA's default flags (conftest lowers the suite's optimization
+# level, which changes the rounding-level digits).
+KERNEL_ENV = {"JAX_PLATFORMS": "cpu", "WANDB_MODE": "offline", "WANDB_SILENT": "true",
+              "XLA_FLAGS": ""}
 IMAGES = {"image/png", "image/svg+xml"}  # the loss curves and the network's picture
 # A time as a program prints it ("took 1.2 s", "in 35 ms"); such numbers change run to run.
 TIMING = re.compile(r"\b\d+(?:\.\d+)?\s?(?:ns|µs|us|ms|s|sec|seconds?|min|minutes?)\b")
