@@ -138,7 +138,17 @@ def test_the_command_line_layout(run_command, tmp_path):
         assert run(*bad).returncode == 2, bad
     no_run = run_command("predict", cwd=tmp_path)
     assert no_run.returncode == 2 and no_run.stderr.startswith("error: run=None"), no_run.stderr
-    assert not (tmp_path / "outputs").exists()
+    # A run_dir that cannot be made: one line before Hydra makes it or opens its log there.
+    (tmp_path / "afile").write_text("kept")
+    for command, args, cause in (("train", ["run_dir=afile"], "File exists (EEXIST"),
+                                 ("train", ["-m", "seed=0,1", "run_dir=afile/sub"], "(ENOTDIR"),
+                                 ("gradcheck", ["run_dir=afile/sub"], "(ENOTDIR")):
+        refused = run_command(command, *args, cwd=tmp_path)
+        assert refused.returncode == 2, (args, refused.stderr)
+        assert refused.stderr.startswith("error: cannot create afile") and cause in refused.stderr
+        assert refused.stderr.count("\n") == 1 and "Traceback" not in refused.stderr
+    assert (tmp_path / "afile").read_text() == "kept"
+    assert not (tmp_path / "outputs").exists() and not (tmp_path / "multirun").exists()
     assert run().returncode == 0
     (folder,) = (tmp_path / "outputs" / "train" / "default").iterdir()
     assert {".hydra", "train.log", "summary.json"} <= {p.name for p in folder.iterdir()}
