@@ -352,3 +352,10 @@ def assert_same_params(path_a: Path, path_b: Path) -> None:
         for leaf in ("W", "b"):
             assert layer_a[leaf].dtype == layer_b[leaf].dtype
             assert np.array_equal(layer_a[leaf], layer_b[leaf]), leaf
+
+
+def pytest_collection_modifyitems(items):
+    """The slow tests first, in their order (a stable sort): pytest-xdist hands tests out in
+    this order, so the long ones start early on every worker and the short ones fill in at the
+    end instead of one worker finishing a long test alone."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
