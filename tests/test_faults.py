@@ -50,6 +50,32 @@ KILLED_KINDS = {  # kind: (its overrides, the files an uninterrupted twin must e
 }
 
 
+def kill_during_saves(running: dict[str, subprocess.Popen], tmp_path: Path,
+                      rng: random.Random) -> dict[str, int]:
+    """SIGKILL each run 0-0.3 s after it completed two more saves (somewhere in the next
+    ones), watching every run at once: waiting for one run at a time let the other finish
+    unkilled on a busy machine. Returns each run's newest complete step when it died."""
+    roots = {kind: tmp_path / kind / "checkpoints" for kind in running}
+    targets = {kind: len(checkpoints.complete_steps(root)) + 2 for kind, root in roots.items()}
+    kill_at: dict[str, float] = {}
+    killed: dict[str, int] = {}
+    deadline = time.monotonic() + 300  # a hang guard
+    while len(killed) < len(running) and time.monotonic() < deadline:
+        now = time.monotonic()
+        for kind, process in running.items():
+            if kind in killed:
+                continue
+            saved = len(checkpoints.complete_steps(roots[kind]))
+            if kind not in kill_at and (process.poll() is not None or saved >= targets[kind]):
+                kill_at[kind] = now + rng.uniform(0, 0.3)
+            if kind in kill_at and now >= kill_at[kind]:
+                process.send_signal(signal.SIGKILL)  # nothing, if it has ended already
+                process.wait()
+                killed[kind] = max(checkpoints.complete_steps(roots[kind]))
+        time.sleep(0.01)
+    return killed
+
+
 @pytest.mark.slow
 def test_sigkills_during_saves_then_resume_are_bit_identical(tmp_path):
     """A single run and a sweep, each SIGKILLed twice at random moments (saving every epoch, so
@@ -65,16 +91,8 @@ def test_sigkills_during_saves_then_resume_are_bit_identical(tmp_path):
         running = {kind: train_cli(tmp_path / kind, *KILLED_RUN, *extra, *resume,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                    for kind, (extra, _) in KILLED_KINDS.items()}
-        for kind, process in running.items():
-            root = tmp_path / kind / "checkpoints"
-            start, deadline = len(checkpoints.complete_steps(root)), time.monotonic() + 300
-            while (process.poll() is None and time.monotonic() < deadline
-                   and len(checkpoints.complete_steps(root)) < start + 2):
-                time.sleep(0.01)
-            time.sleep(rng.uniform(0, 0.3))  # somewhere in the next saves
-            os.kill(process.pid, signal.SIGKILL)
-            process.wait()
-            kills[kind].append(max(checkpoints.complete_steps(root)))
+        for kind, step in kill_during_saves(running, tmp_path, rng).items():
+            kills[kind].append(step)
     finals = {kind: train_cli(tmp_path / kind, *KILLED_RUN, *extra, "trainer.resume=auto",
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
               for kind, (extra, _) in KILLED_KINDS.items()}
