@@ -3,7 +3,9 @@
 Settings: float64 available everywhere (set before any array exists; tests that want float32 ask
 for it with dtype=jnp.float32), W&B offline, and one persistent XLA cache kept between test runs
 in one place (~/.cache/deltaprop/xla-tests, or $DELTAPROP_TEST_XLA_CACHE), its oldest entries
-evicted past 1 GB; configs composed once per session and copied per test.
+evicted past 1 GB, programs compiled at XLA's lowest backend optimization level (the commands
+the tests start keep XLA's defaults); configs composed once per session and copied per test; the
+slow tests collected first.
 
 Helpers (import them: `from conftest import draw_problem`):
     draw_problem     (seed, sizes, n, ...) -> (params, x, y), a random problem
