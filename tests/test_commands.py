@@ -12,7 +12,7 @@ import pytest
 from conftest import CONF, SMALL, compose_config
 
 from deltaprop.cli.launch import conf_dir, refusal
-from deltaprop.errors import ConfigError
+from deltaprop.errors import ConfigError, OutputError
 from deltaprop.run.config import COMMANDS, experiment_owner, read
 from deltaprop.run.evaluate import evaluate_from_config
 from deltaprop.run.predict import PredictError
@@ -78,6 +78,12 @@ def test_a_missing_plugin_or_backend_names_the_extra(monkeypatch):
     monkeypatch.setenv("JAX_PLATFORMS", "tpu")
     assert refusal(COMMANDS["train"], [], CONF) == (
         "JAX_PLATFORMS=tpu, but JAX's tpu backend is not installed: pip install 'deltaprop[tpu]'")
+    monkeypatch.setenv("JAX_PLATFORMS", "cuda")
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: (
+        None if name.startswith("jax_cuda") else real(name, *args)))
+    assert refusal(COMMANDS["train"], [], CONF) == (
+        "JAX_PLATFORMS=cuda, but JAX's cuda backend is not installed: "
+        "pip install 'deltaprop[cuda12]' or 'deltaprop[cuda13]'")
 
 
 def test_a_config_composed_with_hydras_own_node_trains(make_cfg):
@@ -186,6 +192,11 @@ def test_eval_scores_another_split_or_a_csv(trained, tmp_path):
     assert set(scored) == {"new/loss", "new/acc", "new/auc"}
     with pytest.raises(PredictError, match="split='all' must be one of train, val, test"):
         evaluate_from_config(eval_cfg(f"run={trained}", "split=all"))
+    (tmp_path / "afile").write_text("kept")
+    for out, cause in (("afile", "EEXIST"), ("afile/sub", "ENOTDIR")):
+        with pytest.raises(OutputError, match=f"^cannot create .*{out}: .*\\({cause}"):
+            evaluate_from_config(eval_cfg(f"run={trained}", f"out={tmp_path / out}"))
+    assert (tmp_path / "afile").read_text() == "kept"
 
 
 def test_eval_refuses_data_that_are_not_the_runs_any_more(tmp_path):

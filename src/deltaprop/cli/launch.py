@@ -32,8 +32,8 @@ PLUGINS = {
 }
 # JAX_PLATFORMS names -> (the plugin module, the extra)
 BACKENDS = {
-    "cuda": (("jax_cuda12_plugin", "jax_cuda13_plugin"), "cuda12] or 'deltaprop[cuda13"),
-    "gpu": (("jax_cuda12_plugin", "jax_cuda13_plugin"), "cuda12] or 'deltaprop[cuda13"),
+    "cuda": (("jax_cuda12_plugin", "jax_cuda13_plugin"), "cuda12]' or 'deltaprop[cuda13"),
+    "gpu": (("jax_cuda12_plugin", "jax_cuda13_plugin"), "cuda12]' or 'deltaprop[cuda13"),
     "tpu": (("libtpu",), "tpu"),
 }
 

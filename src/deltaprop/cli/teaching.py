@@ -28,7 +28,7 @@ from deltaprop.errors import EXIT_GRADCHECK_FAILED, ConfigError
 from deltaprop.gradient_check import GRADCHECK_BATCH, GradcheckReport
 from deltaprop.gradient_check import gradcheck as check
 from deltaprop.io.data import Splits, load_dataset
-from deltaprop.io.files import write_json
+from deltaprop.io.files import ensure_writable_directory, write_json
 from deltaprop.model import Model
 from deltaprop.network import Params
 from deltaprop.population import Member, initial_params
@@ -294,7 +294,7 @@ def learning_slowdown(cfg: DictConfig) -> dict[str, Any]:
     runs = slowdown.slowdown_runs([list(start) for start in options.starts], x, y, lr,
                                   options.epochs)
     run_dir = resolve_run_dir(settings, "learning_slowdown")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    ensure_writable_directory(run_dir)
     title = f"one sigmoid neuron, x = {x:g} -> y = {y:g}, eta = {lr:g}"
     figure = plot_learning_slowdown(
         {slowdown.run_label(run): {"cost": run.cost, "output": run.output} for run in runs},
@@ -341,7 +341,7 @@ def vanishing_gradients(cfg: DictConfig) -> list[dict[str, Any]]:
                                    options.plateau_margin))
     figure = plots.plot_vanishing_gradients(runs, run_dir / "vanishing_gradients.png")
     if options.figure:
-        Path(options.figure).parent.mkdir(parents=True, exist_ok=True)
+        ensure_writable_directory(Path(options.figure).parent)
         shutil.copyfile(figure, options.figure)
     write_json(run_dir / "vanishing_gradients.json", summaries)
     log.info(format_summaries(summaries))

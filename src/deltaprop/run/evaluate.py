@@ -23,6 +23,7 @@ from omegaconf import DictConfig
 
 from deltaprop.io.console import console_output
 from deltaprop.io.data import load_prediction_data
+from deltaprop.io.files import ensure_writable_directory
 from deltaprop.io.tracking import make_logger, resolve_mode
 from deltaprop.run.config import read
 from deltaprop.run.predict import (
@@ -71,7 +72,7 @@ def _evaluate(settings: EvalSettings) -> dict[str, float]:
         _check_same_standardizer(splits.standardizer, model.standardizer, run_dir)
         x, y = getattr(splits, f"x_{name}"), getattr(splits, f"y_{name}")
     out = Path(settings.out) if settings.out else run_dir / "eval" / name
-    out.mkdir(parents=True, exist_ok=True)
+    ensure_writable_directory(out)  # OutputError: a file in the way, read-only, full
     metrics = score(model, x, y, out, name)
     _log_to_wandb(settings, run_dir, name, metrics)
     return metrics

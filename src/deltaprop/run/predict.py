@@ -53,7 +53,12 @@ from deltaprop.diagnostics import evaluate
 from deltaprop.errors import InputError
 from deltaprop.io.console import console_output
 from deltaprop.io.data import Dataset, Standardizer, load_prediction_data
-from deltaprop.io.files import load_params_and_metadata, write_csv, write_json
+from deltaprop.io.files import (
+    ensure_writable_directory,
+    load_params_and_metadata,
+    write_csv,
+    write_json,
+)
 from deltaprop.metrics import split_metrics
 from deltaprop.model import Model
 from deltaprop.network import Params, layer_sizes, predict_proba
@@ -110,7 +115,7 @@ def _predict(cfg: DictConfig) -> dict[str, float]:
     # (N, n_features): the training split's (x − mean) / std
     x = model.standardizer.transform(data.x, data.feature_names, f"dataset {data.name!r}")
     out_dir = resolve_run_dir(settings)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    ensure_writable_directory(out_dir)  # OutputError: a file in the way, read-only, full
     metrics = score(model, x, data.y if data.y.shape[1] else None, out_dir, METRICS_PREFIX)
     log.info("predicted %d examples of %s with %s", len(x), data.name, params_path)
     if not metrics:
