@@ -303,7 +303,7 @@ class EvalSettings(_Choices):
     run_dir: str | None = None  # Hydra's own files and eval.log: outputs/eval/<experiment>/<time>
 
 
-# ------------------------------------------------------------------------ every key, flat# ------------------------------------------------------------------------ every key, flat
+# ------------------------------------------------------------------------ every key, flat
 
 
 def plain(value: Any) -> Any:

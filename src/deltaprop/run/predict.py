@@ -292,8 +292,8 @@ def _apply(params: Params, x: np.ndarray, y: np.ndarray | None, labels: tuple[st
             np.float64)
         if y is None:
             return probabilities, {}
-        score = jax.jit(partial(evaluate, model=model))
-        result = jax.device_get(score(device_params, inputs, jnp.asarray(y, dtype)))
+        metrics_of = jax.jit(partial(evaluate, model=model))
+        result = jax.device_get(metrics_of(device_params, inputs, jnp.asarray(y, dtype)))
     # split_metrics takes a population (member axis first): this model is a population of one.
     columns = split_metrics({key: np.asarray(value)[None] for key, value in result.items()}, y,
                             prefix, labels)
