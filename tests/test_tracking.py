@@ -194,11 +194,29 @@ def http_server():
         server.server_close()
 
 
+@contextlib.contextmanager
+def deltaprop_warnings(caplog):
+    """caplog.records gets the `deltaprop` loggers' warnings for the body, whatever pytest's
+    version: under conftest's console_lines the package logger does not propagate to the root,
+    where caplog's handler is (newer pytest versions also attach it to such loggers, 9.0 does
+    not)."""
+    package = logging.getLogger("deltaprop")
+    attached = caplog.handler not in package.handlers
+    with caplog.at_level(logging.WARNING, logger="deltaprop"):
+        if attached:
+            package.addHandler(caplog.handler)
+        try:
+            yield
+        finally:
+            if attached:
+                package.removeHandler(caplog.handler)
+
+
 def resolved_with_one_warning(cfg, caplog, seconds: float):
     """resolve_mode(cfg) within `seconds`; the one warning record's message."""
     caplog.clear()
     start = time.monotonic()
-    with caplog.at_level(logging.WARNING, logger="deltaprop"):
+    with deltaprop_warnings(caplog):
         resolved = resolve_mode(cfg)
     elapsed = time.monotonic() - start
     assert elapsed < seconds, elapsed
@@ -261,7 +279,7 @@ def test_a_server_answering_an_error_logs_offline(online, server_url, http_serve
 def test_a_server_that_answers_keeps_the_run_online(online, server_url, http_server, caplog):
     url, requests = http_server(200)
     server_url(url)
-    with caplog.at_level(logging.WARNING, logger="deltaprop"):
+    with deltaprop_warnings(caplog):
         assert resolve_mode(online()).mode == "online"
         assert resolve_mode(online("online_only")).mode == "online_only"
     assert not [r for r in caplog.records if r.name.startswith("deltaprop")]
@@ -325,7 +343,7 @@ def test_wandb_init_failing_online_falls_back_offline(tmp_path, monkeypatch, cap
 
     failing = FailingOnlineInit(wandb.init)
     monkeypatch.setattr(wandb, "init", failing)
-    with caplog.at_level(logging.WARNING, logger="deltaprop"):
+    with deltaprop_warnings(caplog):
         logger = make_logger(logger_config(backend="wandb", mode="online"), {}, tmp_path / "run")
     logger.finish()
     assert [mode for mode, _ in failing.calls] == ["online", "offline"]
